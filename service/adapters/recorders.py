@@ -1,0 +1,166 @@
+"""Application recorders that also keep idempotency keys and list entries.
+
+The idempotency record of a write is inserted in the same transaction as the
+write's events (``insert_events(..., idempotency=record)``), so either both are
+stored or neither is. Its table, ``ledger_idempotency_keys``, is created by the
+migrations (``migrations/``). All SQL is parameterized.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What a write with an ``Idempotency-Key`` left behind.
+
+    ``fingerprint`` identifies the request (method, path, body); ``status`` is
+    the HTTP status answered; ``version`` is the account version of the entry
+    whose ``{"entry", "balance"}`` answer a replay repeats.
+    """
+
+    account_id: str
+    key: str
+    fingerprint: str
+    status: int
+    version: int
+
+
+class LedgerRecorder(Protocol):
+    """The queries the ledger needs beyond the library's recorder interface."""
+
+    def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
+        """The record of ``key`` for ``account_id``, or ``None``."""
+        ...
+
+    def select_entries(
+        self, originator_id: UUID, after_version: int, limit: int
+    ) -> Sequence[Notification]:
+        """Up to ``limit`` stored events of one account with version greater
+        than ``after_version`` (≥ 0 skips the opening event), in version order,
+        each with its position as ``id``."""
+        ...
+
+
+class PostgresLedgerRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder with idempotency records and per-account entry reads."""
+
+    def __init__(
+        self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"
+    ) -> None:
+        super().__init__(datastore, events_table_name=events_table_name)
+        schema = Identifier(self.datastore.schema)
+        table = Identifier(IDEMPOTENCY_TABLE)
+        self._insert_idempotency = SQL(
+            "INSERT INTO {}.{} (account_id, key, fingerprint, status, entry_version)"
+            " VALUES (%s, %s, %s, %s, %s)"
+        ).format(schema, table)
+        self._select_idempotency = SQL(
+            "SELECT account_id, key, fingerprint, status, entry_version FROM {}.{}"
+            " WHERE account_id = %s AND key = %s"
+        ).format(schema, table)
+        self._select_entries = SQL(
+            "SELECT notification_id, originator_id, originator_version, topic, state"
+            " FROM {}.{} WHERE originator_id = %s AND originator_version > %s"
+            " ORDER BY originator_version LIMIT %s"
+        ).format(schema, Identifier(self.events_table_name))
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        record: IdempotencyRecord | None = kwargs.get("idempotency")
+        if record is not None:
+            curs.execute(
+                self._insert_idempotency,
+                (record.account_id, record.key, record.fingerprint, record.status,
+                 record.version),
+                prepare=True,
+            )
+        super()._insert_events(curs, stored_events, **kwargs)
+
+    def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_idempotency, (account_id, key), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(row["account_id"], row["key"], row["fingerprint"],
+                                 row["status"], row["entry_version"])
+
+    def select_entries(
+        self, originator_id: UUID, after_version: int, limit: int
+    ) -> Sequence[Notification]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_entries, (originator_id, after_version, limit),
+                         prepare=True)
+            return [
+                Notification(id=row["notification_id"], originator_id=row["originator_id"],
+                             originator_version=row["originator_version"],
+                             topic=row["topic"], state=bytes(row["state"]))
+                for row in curs.fetchall()
+            ]
+
+
+class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder with idempotency records and per-account entry reads."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+        self._insert_idempotency = (
+            f"INSERT INTO {IDEMPOTENCY_TABLE}"
+            " (account_id, key, fingerprint, status, entry_version) VALUES (?, ?, ?, ?, ?)"
+        )
+        self._select_idempotency = (
+            "SELECT account_id, key, fingerprint, status, entry_version"
+            f" FROM {IDEMPOTENCY_TABLE} WHERE account_id = ? AND key = ?"
+        )
+        self._select_entries = (
+            f"SELECT rowid, originator_id, originator_version, topic, state"
+            f" FROM {self.events_table_name} WHERE originator_id = ?"
+            " AND originator_version > ? ORDER BY originator_version LIMIT ?"
+        )
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        record: IdempotencyRecord | None = kwargs.get("idempotency")
+        if record is not None:
+            c.execute(self._insert_idempotency,
+                      (record.account_id, record.key, record.fingerprint, record.status,
+                       record.version))
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_idempotency, (account_id, key))
+            row = c.fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(row["account_id"], row["key"], row["fingerprint"],
+                                 row["status"], row["entry_version"])
+
+    def select_entries(
+        self, originator_id: UUID, after_version: int, limit: int
+    ) -> Sequence[Notification]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_entries, (originator_id.hex, after_version, limit))
+            return [
+                Notification(id=row["rowid"],
+                             originator_id=self.convert_originator_id(row["originator_id"]),
+                             originator_version=row["originator_version"],
+                             topic=row["topic"], state=row["state"])
+                for row in c.fetchall()
+            ]

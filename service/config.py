@@ -1,0 +1,98 @@
+"""Typed settings from the environment (``LEDGER_*``), via pydantic-settings."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+APPLICATION_NAME = "Ledger"
+"""The eventsourcing application name; PostgreSQL tables are ``ledger_*``."""
+
+
+class Settings(BaseSettings):
+    """Service settings. Every field is read from ``LEDGER_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    database_url: str = "sqlite:///./ledger.db"
+    """``sqlite:///path`` (embedded default) or ``postgresql://user@host:port/db``."""
+    database_schema: str = ""
+    """PostgreSQL schema for every table (default ``public``)."""
+    database_pool_size: int = Field(default=10, ge=1)
+    redis_url: str | None = None
+    """``redis://host:port/db``; unset → the in-process broker."""
+    admin_api_key: SecretStr | None = None
+    """Bootstrap key with scope ``admin``."""
+    secret_key: SecretStr | None = None
+    """Signs stream tokens (HMAC); random per process when unset."""
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
+    sweep_seconds: float = Field(default=1.0, gt=0)
+    """How often the expiry sweeper looks for due holds and credits (seconds)."""
+    poll_seconds: float = Field(default=0.05, gt=0)
+    """Poll interval of the projection on SQLite, which has no subscriptions."""
+    aggregate_cache_size: int = Field(default=10_000, ge=0)
+    snapshot_interval: int = Field(default=200, ge=1)
+    run_projection: bool = True
+    """``ledger serve`` runs the projection in-process (set false to run
+    ``ledger project`` apart)."""
+    log_level: str = "info"
+
+    @cached_property
+    def backend(self) -> Literal["postgres", "sqlite"]:
+        scheme = urlsplit(self.database_url).scheme.split("+")[0]
+        if scheme in ("postgres", "postgresql"):
+            return "postgres"
+        if scheme == "sqlite":
+            return "sqlite"
+        msg = f"unsupported LEDGER_DATABASE_URL scheme {scheme!r}"
+        raise ValueError(msg)
+
+    @cached_property
+    def sqlite_path(self) -> str:
+        """The SQLite file path of ``sqlite:///path`` (``:memory:`` allowed)."""
+        url = self.database_url
+        return url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
+
+    def eventsourcing_env(self) -> dict[str, str]:
+        """The environment the ``eventsourcing`` library reads for this database."""
+        env = {
+            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
+            "IS_SNAPSHOTTING_ENABLED": "y",
+            "CREATE_TABLE": "y",
+        }
+        if self.backend == "sqlite":
+            env.update(
+                PERSISTENCE_MODULE="eventsourcing.sqlite",
+                SQLITE_DBNAME=self.sqlite_path,
+                SQLITE_LOCK_TIMEOUT="30",
+                APPLICATION_RECORDER_TOPIC="service.adapters.recorders:SQLiteLedgerRecorder",
+            )
+            return env
+        parts = urlsplit(self.database_url)
+        env.update(
+            PERSISTENCE_MODULE="eventsourcing.postgres",
+            POSTGRES_DBNAME=unquote(parts.path.lstrip("/")) or "postgres",
+            POSTGRES_HOST=parts.hostname or "127.0.0.1",
+            POSTGRES_PORT=str(parts.port or 5432),
+            POSTGRES_USER=unquote(parts.username or "postgres"),
+            POSTGRES_PASSWORD=unquote(parts.password or ""),
+            POSTGRES_POOL_SIZE=str(self.database_pool_size),
+            POSTGRES_MAX_OVERFLOW=str(self.database_pool_size),
+            POSTGRES_CONN_MAX_AGE="600",
+            POSTGRES_PRE_PING="y",
+            POSTGRES_LOCK_TIMEOUT="10",
+            APPLICATION_RECORDER_TOPIC="service.adapters.recorders:PostgresLedgerRecorder",
+        )
+        if self.database_schema:
+            env["POSTGRES_SCHEMA"] = self.database_schema
+        return env
+
+    def postgres_conninfo(self) -> str:
+        """A libpq URL for psycopg (``postgresql://…``)."""
+        url = self.database_url
+        scheme, rest = url.split("://", 1)
+        return "postgresql://" + rest if scheme != "postgresql" else url
