@@ -1,0 +1,1 @@
+"""Read models of the ledger (the balance projection) and the pub/sub bridge."""
