@@ -21,7 +21,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
 
 from service.adapters.recorders import IdempotencyRecord, LedgerRecorder
 from service.application.idempotency import IdempotencyRequest, InFlight
@@ -75,6 +75,8 @@ class Ledger(Application[UUID]):
         self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
             weakref.WeakValueDictionary()
         )
+        self.saved = threading.Event()
+        """Set after every save: wakes a projection that polls (SQLite)."""
 
     @property
     def ledger_recorder(self) -> LedgerRecorder:
@@ -84,6 +86,10 @@ class Ledger(Application[UUID]):
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
         register_domain_transcodings(transcoder)
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        super()._notify(recordings)
+        self.saved.set()
 
     # Writes ------------------------------------------------------------------
 

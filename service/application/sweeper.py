@@ -1,0 +1,72 @@
+"""The expiry sweeper: records due ``hold_expiry`` and ``credit_expiry`` entries.
+
+Commands already settle an account before they run, so a command never sees
+expired tokens; the sweeper makes the entries appear for idle accounts too,
+within ``sweep_seconds`` (default 1 s, the contract allows 15 s).
+
+It is safe to run in several processes at once: it writes through the same
+optimistic-concurrency path as every command (an account version is unique),
+so of two sweepers settling one account one commits and the other, on its
+conflict, reloads and finds nothing left to expire.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from service.application.ledger import Ledger
+from service.application.rendering import rfc3339
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+class ExpirySchedule(Protocol):
+    """Where the sweeper finds due accounts (the balance view keeps it)."""
+
+    def due_accounts(self, now: str, limit: int) -> list[str]: ...
+
+    def clear_due(self, account_id: str, now: str) -> None: ...
+
+
+class Sweeper:
+    """Settles every account with a due expiry, every ``interval`` seconds."""
+
+    def __init__(self, ledger: Ledger, schedule: ExpirySchedule, interval: float) -> None:
+        self.ledger = ledger
+        self.schedule = schedule
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sweep_once(self) -> int:
+        """Settles the accounts due now; returns the number of entries recorded."""
+        now = rfc3339(self.ledger.clock())
+        assert now is not None
+        recorded = 0
+        while True:
+            accounts = self.schedule.due_accounts(now, BATCH)
+            for account_id in accounts:
+                recorded += self.ledger.settle(account_id)
+                self.schedule.clear_due(account_id, now)
+            if len(accounts) < BATCH:
+                return recorded
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sweeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.sweep_once()
+            except Exception:
+                log.exception("expiry sweep failed; retrying")

@@ -1,0 +1,104 @@
+"""Wires one process: ledger application, balance view, bridge, key store,
+projection and sweeper, from :class:`~service.config.Settings`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+import threading
+from dataclasses import dataclass, field
+
+from projections.balances import BalanceView
+from projections.broker import Broker, make_broker
+from projections.runner import ProjectionService, open_balance_view
+from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
+from service.adapters.migrate import migrate
+from service.application.ledger import Ledger
+from service.application.sweeper import Sweeper
+from service.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a process serves with. Build with :meth:`create`."""
+
+    settings: Settings
+    ledger: Ledger
+    balances: BalanceView
+    broker: Broker
+    keys: KeyStore
+    secret_key: str
+    projection: ProjectionService | None = None
+    sweeper: Sweeper | None = None
+    started: bool = field(default=False)
+
+    @classmethod
+    def create(cls, settings: Settings) -> Runtime:
+        """Migrates the database and builds the components (nothing started).
+
+        Prints a generated admin API key once when no key exists and
+        ``LEDGER_ADMIN_API_KEY`` is unset.
+        """
+        migrate(settings)
+        ledger = Ledger(env=settings.eventsourcing_env())
+        broker = make_broker(settings.redis_url)
+        balances = open_balance_view(settings)
+        keys = open_key_store(settings)
+        created = bootstrap_admin(keys, settings)
+        if created is not None:
+            print(  # noqa: T201 - shown once, on purpose, never logged
+                f"Created the first admin API key (shown once, store it now): {created}",
+                flush=True,
+            )
+        secret = (settings.secret_key.get_secret_value() if settings.secret_key
+                  else secrets.token_urlsafe(32))
+        runtime = cls(settings, ledger, balances, broker, keys, secret)
+        if settings.run_projection:
+            runtime.projection = ProjectionService(settings, broker, ledger)
+        runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds)
+        return runtime
+
+    async def start(self) -> None:
+        """Starts the bridge, the projection thread and the sweeper."""
+        await self.broker.start()
+        if self.projection is not None:
+            self.projection.start()
+        if self.sweeper is not None:
+            self.sweeper.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        """Stops background work and closes connections."""
+        loop = asyncio.get_running_loop()
+        if self.sweeper is not None:
+            await loop.run_in_executor(None, self.sweeper.stop)
+        if self.projection is not None:
+            await loop.run_in_executor(None, self.projection.stop)
+        await self.broker.close()
+        self.keys.close()
+        self.ledger.close()
+        self.started = False
+
+
+def run_projection_forever(settings: Settings) -> None:
+    """``ledger project``: the projection and the sweeper without HTTP, until
+    SIGINT/SIGTERM. Publishes on the bridge when ``LEDGER_REDIS_URL`` is set."""
+    migrate(settings)
+    ledger = Ledger(env=settings.eventsourcing_env())
+    broker = make_broker(settings.redis_url)
+    projection = ProjectionService(settings, broker, None)
+    sweeper = Sweeper(ledger, open_balance_view(settings), settings.sweep_seconds)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    projection.start()
+    sweeper.start()
+    log.info("projection running on %s", settings.backend)
+    done.wait()
+    sweeper.stop()
+    projection.stop()
+    ledger.close()
