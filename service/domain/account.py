@@ -86,6 +86,7 @@ class Account(Aggregate):
 
     def place_hold(self, amount: int, *, ttl_seconds: int, now: datetime,
                    **fields: Any) -> Outcome:
+        self.settle(now)  # expiries first: the hold's entry is then at version + 1
         expires_at = now + timedelta(seconds=ttl_seconds)
         hold_id = str(entry_id_for(self.id, self.version + 1))
         return self._debit(ev.HoldPlaced, amount, now, delta_held=amount,
