@@ -69,12 +69,14 @@ class Account(Aggregate):
     def purchase(self, amount: int, *, expires_at: datetime | None, now: datetime,
                  **fields: Any) -> Outcome:
         self.check_expires_in_future(expires_at, now)
+        self.settle(now)
         return self._record(ev.Purchased, now, amount=amount, delta_available=amount,
                             expires_at=expires_at, **fields)
 
     def grant(self, amount: int, *, expires_at: datetime | None, now: datetime,
               **fields: Any) -> Outcome:
         self.check_expires_in_future(expires_at, now)
+        self.settle(now)
         return self._record(ev.Granted, now, amount=amount, delta_available=amount,
                             expires_at=expires_at, **fields)
 
