@@ -222,7 +222,9 @@ class Account(Aggregate):
             self.credit_limit = effects.credit_limit
 
     def add_credit(self, entry: ev.LedgerEntry) -> None:
-        repaid = min(entry.amount, self.debt)
+        # ``debt`` < 0 is non-expiring credit (a refund of a credit-line draw
+        # after the debt was repaid): nothing to repay then.
+        repaid = min(entry.amount, max(self.debt, 0))
         self.debt -= repaid
         entry_id = str(entry_id_for(self.id, entry.originator_version))
         if entry.amount > repaid:
