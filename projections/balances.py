@@ -53,6 +53,12 @@ class BalanceView(TrackingRecorder, ABC):
         ...
 
     @abstractmethod
+    def balances_after(self, position: int, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` balances last changed after ``position``, in
+        position order (each account's latest state)."""
+        ...
+
+    @abstractmethod
     def position(self) -> int:
         """The last position applied (0 before any)."""
         ...

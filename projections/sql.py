@@ -33,12 +33,22 @@ SELECT_BALANCE = (
     " WHERE account_id = :account_id"
 )
 
+SELECT_BALANCES_AFTER = (
+    "SELECT " + ", ".join(BALANCE_COLUMNS) + " FROM {t}ledger_balances"
+    " WHERE position > :position ORDER BY position LIMIT :limit"
+)
+
 SCHEDULE_EXPIRY = (
     "INSERT INTO {t}ledger_expiry_schedule (account_id, ref_id, due_at)"
     " VALUES (:account_id, :ref_id, :due_at) ON CONFLICT (account_id, ref_id) DO NOTHING"
 )
 
-UNSCHEDULE_EXPIRY = (
+UNSELECT_BALANCES_AFTER = (
+    "SELECT " + ", ".join(BALANCE_COLUMNS) + " FROM {t}ledger_balances"
+    " WHERE position > :position ORDER BY position LIMIT :limit"
+)
+
+SCHEDULE_EXPIRY = (
     "DELETE FROM {t}ledger_expiry_schedule WHERE account_id = :account_id AND ref_id = :ref_id"
 )
 

@@ -32,6 +32,12 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
         self._upsert, self._select = q(sql.UPSERT_BALANCE), q(sql.SELECT_BALANCE)
         self._schedule, self._unschedule = q(sql.SCHEDULE_EXPIRY), q(sql.UNSCHEDULE_EXPIRY)
         self._due, self._clear = q(sql.SELECT_DUE), q(sql.CLEAR_DUE)
+        self._after = q(sql.SELECT_BALANCES_AFTER)
+
+    def balances_after(self, position: int, limit: int) -> list[dict[str, Any]]:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._after, {"position": position, "limit": limit}, prepare=True)
+            return [_row_to_balance(row) for row in curs.fetchall()]
 
     def apply_entry(self, entry: LedgerEntry, tracking: Tracking,
                     schedule: list[tuple[str, str | None]]) -> dict[str, Any] | None:
@@ -76,6 +82,12 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
         self._upsert, self._select = q(sql.UPSERT_BALANCE), q(sql.SELECT_BALANCE)
         self._schedule, self._unschedule = q(sql.SCHEDULE_EXPIRY), q(sql.UNSCHEDULE_EXPIRY)
         self._due, self._clear = q(sql.SELECT_DUE), q(sql.CLEAR_DUE)
+        self._after = q(sql.SELECT_BALANCES_AFTER)
+
+    def balances_after(self, position: int, limit: int) -> list[dict[str, Any]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._after, {"position": position, "limit": limit})
+            return [_row_to_balance(row) for row in c.fetchall()]
 
     def apply_entry(self, entry: LedgerEntry, tracking: Tracking,
                     schedule: list[tuple[str, str | None]]) -> dict[str, Any] | None:

@@ -35,6 +35,7 @@ def upgrade(schema: str | None = None) -> None:
         sa.Column("updated_at", sa.Text(), nullable=False),
         schema=schema,
     )
+    op.create_index("ledger_balances_position", "ledger_balances", ["position"], schema=schema)
     op.create_table(
         "ledger_idempotency_keys",
         sa.Column("account_id", sa.Text(), primary_key=True),

@@ -54,6 +54,10 @@ class LedgerRecorder(Protocol):
         each with its position as ``id``."""
         ...
 
+    def version_at_position(self, originator_id: UUID, position: int) -> int:
+        """The account's last version at or before global ``position`` (0: none)."""
+        ...
+
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder with idempotency records and per-account entry reads."""
@@ -77,6 +81,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             " FROM {}.{} WHERE originator_id = %s AND originator_version > %s"
             " ORDER BY originator_version LIMIT %s"
         ).format(schema, Identifier(self.events_table_name))
+        self._select_version_at = SQL(
+            "SELECT COALESCE(MAX(originator_version), 0) AS version FROM {}.{}"
+            " WHERE originator_id = %s AND notification_id <= %s"
+        ).format(schema, Identifier(self.events_table_name))
+
+    def version_at_position(self, originator_id: UUID, position: int) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_version_at, (originator_id, position), prepare=True)
+            row = curs.fetchone()
+        return int(row["version"]) if row is not None else 0
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -132,6 +146,16 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             f" FROM {self.events_table_name} WHERE originator_id = ?"
             " AND originator_version > ? ORDER BY originator_version LIMIT ?"
         )
+        self._select_version_at = (
+            f"SELECT COALESCE(MAX(originator_version), 0) AS version FROM {self.events_table_name}"
+            " WHERE originator_id = ? AND rowid <= ?"
+        )
+
+    def version_at_position(self, originator_id: UUID, position: int) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_version_at, (originator_id.hex, position))
+            row = c.fetchone()
+        return int(row["version"]) if row is not None else 0
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
