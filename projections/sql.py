@@ -43,12 +43,7 @@ SCHEDULE_EXPIRY = (
     " VALUES (:account_id, :ref_id, :due_at) ON CONFLICT (account_id, ref_id) DO NOTHING"
 )
 
-UNSELECT_BALANCES_AFTER = (
-    "SELECT " + ", ".join(BALANCE_COLUMNS) + " FROM {t}ledger_balances"
-    " WHERE position > :position ORDER BY position LIMIT :limit"
-)
-
-SCHEDULE_EXPIRY = (
+UNSCHEDULE_EXPIRY = (
     "DELETE FROM {t}ledger_expiry_schedule WHERE account_id = :account_id AND ref_id = :ref_id"
 )
 

@@ -27,7 +27,7 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
         prefix = f'"{self.datastore.schema}".'
 
         def q(statement: str) -> SQL:
-            return SQL(sql.to_pyformat(statement.replace("{t}", prefix)))  # type: ignore[arg-type]
+            return SQL(sql.to_pyformat(statement.replace("{t}", prefix)))
 
         self._upsert, self._select = q(sql.UPSERT_BALANCE), q(sql.SELECT_BALANCE)
         self._schedule, self._unschedule = q(sql.SCHEDULE_EXPIRY), q(sql.UNSCHEDULE_EXPIRY)

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=0.05, gt=0)
     """Poll interval of the projection on SQLite, which has no subscriptions."""
     aggregate_cache_size: int = Field(default=10_000, ge=0)
+    """Accounts kept in the aggregate cache per process (0 disables it)."""
     snapshot_interval: int = Field(default=200, ge=1)
     run_projection: bool = True
     """``ledger serve`` runs the projection in-process (set false to run
@@ -60,10 +61,12 @@ class Settings(BaseSettings):
     def eventsourcing_env(self) -> dict[str, str]:
         """The environment the ``eventsourcing`` library reads for this database."""
         env = {
-            "AGGREGATE_CACHE_MAXSIZE": str(self.aggregate_cache_size),
             "IS_SNAPSHOTTING_ENABLED": "y",
+            "SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CREATE_TABLE": "y",
         }
+        if self.aggregate_cache_size > 0:  # unset disables the library's cache
+            env["AGGREGATE_CACHE_MAXSIZE"] = str(self.aggregate_cache_size)
         if self.backend == "sqlite":
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.sqlite",

@@ -68,7 +68,7 @@ class Ledger(Application[UUID]):
         super().__init__(env)
         interval = self.env.get("SNAPSHOT_INTERVAL")
         if interval:
-            self.snapshotting_intervals = {Account: int(interval)}
+            self.snapshotting_intervals = {Account: int(interval)}  # type: ignore[misc]
         self.clock = clock
         self.in_flight = InFlight()
         self._locks_guard = threading.Lock()
@@ -126,8 +126,7 @@ class Ledger(Application[UUID]):
                 f"Idempotency-Key {idempotency.key!r} was used with a different request"
             )
         entry, position = self.entry_at(account_id, record.version)
-        account = self.repository.get(account_uuid(account_id), version=record.version)
-        assert isinstance(account, Account)
+        account = self.get_account(account_id, record.version)
         body = {"entry": render_entry(entry, position),
                 "balance": render_balance(account.balance(), position)}
         return WriteResult(record.status, body, replayed=True, position=position)
@@ -188,8 +187,7 @@ class Ledger(Application[UUID]):
         Raises:
             AggregateNotFoundError: the account has no events.
         """
-        account = self.repository.get(account_uuid(account_id), version=version)
-        assert isinstance(account, Account)
+        account: Account = self.repository.get(account_uuid(account_id), version=version)
         return account
 
     def load_or_open(self, account_id: str) -> Account:

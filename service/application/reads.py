@@ -97,6 +97,7 @@ def balance_as_of(ledger: Ledger, account_id: str, moment: datetime) -> dict[str
     _account(ledger, account_id)
     version = 0
     for event in ledger.events.get(account_uuid(account_id), gt=0):
+        assert isinstance(event, LedgerEntry)
         if event.timestamp > moment:
             break
         version = event.originator_version
