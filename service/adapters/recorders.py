@@ -39,6 +39,15 @@ class IdempotencyRecord:
     version: int
 
 
+def idempotency_records(kwargs: dict[str, Any]) -> list[IdempotencyRecord]:
+    """The records passed to ``insert_events``: ``idempotency=`` one record, or
+    several (one per command when many commands share one transaction)."""
+    given = kwargs.get("idempotency")
+    if given is None:
+        return []
+    return [given] if isinstance(given, IdempotencyRecord) else list(given)
+
+
 class LedgerRecorder(Protocol):
     """The queries the ledger needs beyond the library's recorder interface."""
 
@@ -95,8 +104,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        record: IdempotencyRecord | None = kwargs.get("idempotency")
-        if record is not None:
+        for record in idempotency_records(kwargs):
             curs.execute(
                 self._insert_idempotency,
                 (record.account_id, record.key, record.fingerprint, record.status,
@@ -160,8 +168,7 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        record: IdempotencyRecord | None = kwargs.get("idempotency")
-        if record is not None:
+        for record in idempotency_records(kwargs):
             c.execute(self._insert_idempotency,
                       (record.account_id, record.key, record.fingerprint, record.status,
                        record.version))
