@@ -1,0 +1,174 @@
+"""The ``ledger`` command: ``serve``, ``project``, ``migrate``, ``replay``.
+
+Configuration comes from the environment (``LEDGER_*``, see
+:class:`service.config.Settings`); the options here are only what differs per run.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+from rich.console import Console
+
+from service.config import Settings
+
+app = typer.Typer(
+    name="ledger",
+    help="Event-sourced token ledger: HTTP API, balance projection and trace replay.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+
+
+class Column(enum.StrEnum):
+    """Which token count of a trace row is the consumption amount."""
+
+    total_tokens = "total_tokens"
+    input_tokens = "input_tokens"
+    output_tokens = "output_tokens"
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for printing)."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def parse_funding(value: str) -> int | None:
+    """``"auto"`` → ``None``; a positive integer string → that many tokens per account.
+
+    Raises:
+        typer.BadParameter: anything else.
+    """
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tokens = int(value)
+    except ValueError:
+        tokens = 0
+    if tokens < 1:
+        msg = f"expected 'auto' or a positive integer, got {value!r}"
+        raise typer.BadParameter(msg)
+    return tokens
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the HTTP API with the projection, Redis bridge and expiry sweeper in one process.
+
+    Set LEDGER_RUN_PROJECTION=false to run the projection apart (``ledger project``).
+    """
+    import uvicorn
+
+    settings = Settings()
+    console.print(
+        f"ledger serving on http://{host}:{port} ({settings.backend}: "
+        f"{redact(settings.database_url)})"
+    )
+    uvicorn.run(
+        "service.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command()
+def project() -> None:
+    """Run the projection, bridge and expiry sweeper without HTTP, until Ctrl-C/SIGTERM."""
+    from service.runtime import run_projection_forever
+
+    settings = Settings()
+    console.print(f"ledger projection on {settings.backend}: {redact(settings.database_url)}")
+    run_projection_forever(settings)
+
+
+@app.command()
+def migrate() -> None:
+    """Upgrade the database schema to the newest revision (idempotent)."""
+    from service.adapters.migrate import migrate as upgrade
+
+    settings = Settings()
+    upgrade(settings)
+    console.print(
+        f"[green]migrated[/] {settings.backend} database {redact(settings.database_url)} "
+        "to the newest revision"
+    )
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Usage trace CSV.")],
+    url: Annotated[str, typer.Option(help="Base URL of the ledger.")] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="API key with purchase, consume and read (default: LEDGER_ADMIN_API_KEY)."
+        ),
+    ] = None,
+    accounts: Annotated[int, typer.Option(min=1, help="Synthetic accounts (Zipf).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the account draw and funding.")] = 42,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight.")] = 32,
+    speedup: Annotated[
+        float, typer.Option(min=0, help="0 = as fast as possible; else t_offset_s / speedup.")
+    ] = 0.0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N rows.")] = None,
+    funding: Annotated[
+        str, typer.Option(help="'auto' (seeded, some accounts short) or tokens per account.")
+    ] = "auto",
+    column: Annotated[Column, typer.Option(help="Token column used as amount.")] = (
+        Column.total_tokens
+    ),
+    run_id: Annotated[
+        str | None, typer.Option(help="Prefix of account ids and keys (default: random).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Replay a usage trace through the HTTP API and check every balance.
+
+    Exits 0 only when every account's projected balance equals its funding minus
+    its accepted consumptions and every request answered 201 or 402.
+    """
+    from service.replay import run_replay
+
+    per_account = parse_funding(funding)
+    if key is None:
+        admin = Settings().admin_api_key
+        if admin is None:
+            raise typer.BadParameter(
+                "no --key and LEDGER_ADMIN_API_KEY is unset", param_hint="--key"
+            )
+        key = admin.get_secret_value()
+    summary = run_replay(
+        file,
+        url=url,
+        key=key,
+        accounts=accounts,
+        seed=seed,
+        concurrency=concurrency,
+        speedup=speedup,
+        limit=limit,
+        funding=per_account,
+        column=column.value,
+        run_id=run_id,
+        progress=progress,
+        console=console,
+    )
+    summary.print(console)
+    raise typer.Exit(code=0 if summary.ok else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
