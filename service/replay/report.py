@@ -50,7 +50,9 @@ class ReplaySummary:
     ``rows``: rows read; ``skipped``: rows with amount 0 (not posted);
     ``accepted`` (201) + ``refused`` (402) + sum of ``errors`` = consumptions posted.
     ``errors`` maps an HTTP status (as text) or ``"transport"`` to a count; funding
-    failures are counted there too. Times are seconds, latencies milliseconds,
+    failures are counted there too. ``funding_by_account`` holds the tokens each
+    account was funded with (0 when its purchase failed), ``accepted_by_account``
+    the tokens of its accepted consumptions. Times are seconds, latencies milliseconds,
     ``throughput`` is consumption requests per second of the consumption phase.
     """
 
@@ -71,6 +73,8 @@ class ReplaySummary:
     balances_ok: int = 0
     balances_mismatched: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    funding_by_account: dict[str, int] = field(default_factory=dict)
+    accepted_by_account: dict[str, int] = field(default_factory=dict)
 
     @property
     def posted(self) -> int:

@@ -237,6 +237,8 @@ async def replay(
             await driver.fund()
             await driver.consume(speedup)
             await driver.check(check_wait)
+    summary.funding_by_account = driver.funded
+    summary.accepted_by_account = driver.accepted
     summary.wall_seconds = time.perf_counter() - started
     return summary
 
