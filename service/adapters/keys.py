@@ -73,7 +73,7 @@ def _now() -> str:
 
 
 def _scopes_text(scopes: tuple[str, ...] | list[str]) -> str:
-    return " ".join(sorted(set(scopes)))
+    return " ".join(dict.fromkeys(scopes))
 
 
 def _record(name: str, scopes: str, created_at: str) -> ApiKeyRecord:
@@ -100,7 +100,7 @@ class KeyStore(ABC):
         if self._bootstrap is not None and name == BOOTSTRAP_NAME:
             raise ApiKeyExists(f"an API key named {name!r} exists")
         key = new_key()
-        record = ApiKeyRecord(name, tuple(sorted(set(scopes))), _now())
+        record = ApiKeyRecord(name, tuple(dict.fromkeys(scopes)), _now())
         self._insert(record, hash_key(key))
         return record, key
 

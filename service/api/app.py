@@ -1,0 +1,105 @@
+"""The FastAPI application: routes, error handlers, middleware and lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service.api.auth import StreamTokens
+from service.api.errors import install_error_handlers
+from service.api.limits import BodyLimitMiddleware
+from service.api.metrics import Metrics, MetricsMiddleware
+from service.api.routes import keys, ops, reads, writes
+from service.api.routes.ops import log_positions
+from service.api.streams import router as streams_router
+from service.config import Settings
+from service.runtime import Runtime
+
+DESCRIPTION = """\
+Event-sourced token ledger, HTTP contract v1 (`API.md`).
+
+Choices where the contract is silent:
+
+- **Unknown body fields are refused** (422 `validation-error`): a misspelt field
+  of a payments request must not be dropped silently.
+- **Bodies are read as JSON whatever the `Content-Type`**; an empty body is `{}`
+  (so `release` needs no body); JSON that is not an object → 422; text that is
+  not JSON (also `NaN`, `Infinity`) → 400 `malformed-request`.
+- Text fields: `operation`, `model`, `payment_reference` 1-255 characters;
+  `reason` 1-1000 and **required** on grants and deductions.
+- `expires_at` / `as_of`: RFC 3339 with `Z` or an offset (naive times → 422),
+  stored and answered in UTC.
+- Credentials are checked before the path and the body: a 401/403 wins over a
+  422. Path ids that are not UUIDs answer 404 (`hold-not-found`,
+  `entry-not-found`).
+- API keys are read only from `Authorization: Bearer`; `?access_token=` carries
+  stream tokens only (URLs end up in logs). API keys are `tl_` + 32 random
+  bytes; only SHA-256 hashes are stored; every request looks its key up, so a
+  revocation takes effect at once. `scopes` keep the order given, duplicates
+  dropped; at least one scope. A duplicate name → 409 `api-key-exists`.
+- `LEDGER_ADMIN_API_KEY` is not stored: it is accepted as `bootstrap-admin`
+  (scope `admin`) while the variable is set; it is not listed and cannot be
+  revoked through the API (409 `api-key-not-revocable`).
+- Stream tokens are HS256 JWTs signed with `LEDGER_SECRET_KEY`; when it is
+  unset, with a random per-process secret (tokens then die with the process).
+  A token stops working when the key that issued it is revoked. `ttl_seconds`
+  defaults to 3600 (1..86400).
+- Balance: `ETag` is the quoted position; `If-None-Match` (also `*` and weak
+  tags) → 304. `wait` is a number of seconds 0..10; `min_position` without
+  `wait` checks once. `as_of` and `as_of_version` need scope `read` (not a
+  stream token) and exclude each other (422). An account the balance
+  projection has not seen yet → 404 `account-not-found` (use `min_position`).
+- Writes replayed from an `Idempotency-Key` carry `Idempotent-Replayed: true`.
+- Unknown routes → 404 `not-found`, wrong methods → 405 `method-not-allowed`,
+  store failures → 503 `unavailable` with `Retry-After`, anything unexpected →
+  500 `internal-error` without details.
+- `/healthz`, `/readyz` and `/metrics` need no credentials (keep them on an
+  internal network). `/readyz` is 503 when the database is unreachable, when
+  Redis is configured but down, or when the projection lags more than 10000
+  positions.
+"""
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    """The service. Builds a :class:`Runtime` from ``settings`` (default: the
+    environment) at startup unless one is given; starts it unless it runs
+    already, and then stops it at shutdown."""
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        current = runtime
+        if current is None:
+            current = await run_in_threadpool(Runtime.create, settings or Settings())
+        app.state.runtime = current
+        app.state.stream_tokens = StreamTokens(current.secret_key)
+        metrics.watch_ledger(lambda: log_positions(current))
+        owned = not current.started
+        if owned:
+            await current.start()
+        try:
+            yield
+        finally:
+            if owned:
+                await current.stop()
+
+    app = FastAPI(
+        title="tokenledger",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(writes.router)
+    app.include_router(reads.router)
+    app.include_router(keys.router)
+    app.include_router(streams_router)
+    app.include_router(ops.router)
+    metrics.routes = app.router.routes
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,201 @@
+"""FastAPI dependencies: the runtime, the caller, path ids, idempotency keys and
+JSON bodies, as ``Annotated`` aliases.
+
+Order matters: routes declare the caller first, so a 401/403 wins over a 422
+on the path or the body. Bodies are parsed here, not by FastAPI, which also
+tells a malformed body (400) from an invalid one (422).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Header, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
+
+from service.api.auth import Principal, StreamTokens, authenticate
+from service.api.errors import validation_errors
+from service.application.idempotency import IdempotencyRequest
+from service.domain.errors import MalformedRequest, ValidationFailed
+from service.domain.values import is_valid_account_id
+from service.runtime import Runtime
+
+__all__ = [
+    "AccountId",
+    "AccountReader",
+    "Admin",
+    "Auditor",
+    "Consumer",
+    "Granter",
+    "IdempotencyKey",
+    "Payload",
+    "Principal",
+    "Purchaser",
+    "Reader",
+    "RuntimeDep",
+    "StreamTokensDep",
+    "json_body",
+    "require_scope",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+_bearer = HTTPBearer(auto_error=False, description="An API key, or a stream token")
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_stream_tokens(request: Request) -> StreamTokens:
+    tokens: StreamTokens = request.app.state.stream_tokens
+    return tokens
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+StreamTokensDep = Annotated[StreamTokens, Depends(get_stream_tokens)]
+
+
+def current_principal(
+    request: Request,
+    runtime: RuntimeDep,
+    tokens: StreamTokensDep,
+    _doc: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """Any valid credentials: an API key or a stream token (401 otherwise)."""
+    return authenticate(
+        runtime.keys,
+        tokens,
+        request.headers.get("authorization"),
+        request.query_params.get("access_token"),
+    )
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def require_scope(scope: str) -> Callable[[Principal], Principal]:
+    """A dependency: an API key with ``scope`` (or ``admin``); else 403."""
+
+    def dependency(principal: Caller) -> Principal:
+        return principal.require(scope)
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+def account_reader(principal: Caller, account_id: Annotated[str, Path()]) -> Principal:
+    """Scope ``read``, or a stream token of the path's ``account_id``."""
+    return principal.require_account_reader(account_id)
+
+
+Consumer = Annotated[Principal, Depends(require_scope("consume"))]
+Purchaser = Annotated[Principal, Depends(require_scope("purchase"))]
+Granter = Annotated[Principal, Depends(require_scope("grant"))]
+Reader = Annotated[Principal, Depends(require_scope("read"))]
+Auditor = Annotated[Principal, Depends(require_scope("audit"))]
+Admin = Annotated[Principal, Depends(require_scope("admin"))]
+AccountReader = Annotated[Principal, Depends(account_reader)]
+
+
+def valid_account_id(
+    account_id: Annotated[str, Path(description="^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")],
+) -> str:
+    if not is_valid_account_id(account_id):
+        raise ValidationFailed.at(
+            ["path", "account_id"],
+            "must match ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$",
+        )
+    return account_id
+
+
+AccountId = Annotated[str, Depends(valid_account_id)]
+
+
+def idempotency_key(
+    key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="1-255 printable ASCII characters"),
+    ] = None,
+) -> str | None:
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or any(not 0x20 <= ord(c) <= 0x7E for c in key):
+        raise ValidationFailed.at(
+            ["header", "Idempotency-Key"], "must be 1 to 255 printable ASCII characters"
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
+
+
+@dataclass(frozen=True)
+class Payload(Generic[M]):
+    """A request body: the parsed JSON object (``raw``, what idempotency keys
+    fingerprint) and its validated model (``value``)."""
+
+    raw: dict[str, Any]
+    value: M
+
+    def idempotency(self, request: Request, key: str | None) -> IdempotencyRequest | None:
+        """The idempotency request of this body, when a key came with it."""
+        if key is None:
+            return None
+        return IdempotencyRequest.of(key, request.method, request.url.path, self.raw)
+
+
+def _reject_constant(name: str) -> Any:
+    msg = f"{name} is not JSON"
+    raise ValueError(msg)
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a body (an empty body is ``{}``).
+
+    Raises:
+        MalformedRequest: not JSON (400).
+        ValidationFailed: JSON, but not an object (422).
+    """
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MalformedRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationFailed.at(["body"], "the body must be a JSON object")
+    return data
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[Payload[M]]]:
+    """A dependency: the request body parsed as JSON and validated as ``model``."""
+
+    async def dependency(request: Request) -> Payload[M]:
+        data = parse_json_object(await request.body())
+        try:
+            value = model.model_validate(data)
+        except ValidationError as error:
+            raise ValidationFailed(
+                validation_errors(error.errors(include_url=False), ["body"])
+            ) from None
+        return Payload(data, value)
+
+    dependency.__name__ = f"{model.__name__}_body"
+    return dependency
+
+
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` documenting ``model`` as the JSON request body."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {
+        "requestBody": {
+            "required": any(f.is_required() for f in model.model_fields.values()),
+            "content": {"application/json": {"schema": schema}},
+        }
+    }

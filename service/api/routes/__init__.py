@@ -1,0 +1,1 @@
+"""Route modules: writes, reads, credentials, operations."""

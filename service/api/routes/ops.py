@@ -1,0 +1,72 @@
+"""Operations: liveness, readiness and Prometheus metrics (no credentials)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+
+from service.api.deps import RuntimeDep
+from service.api.errors import problem_response
+from service.api.metrics import Metrics
+from service.domain.errors import Unavailable
+from service.runtime import Runtime
+
+router = APIRouter(tags=["operations"])
+
+MAX_READY_LAG = 10_000
+"""Projection lag (positions) above which the process reports not ready."""
+
+
+def log_positions(runtime: Runtime) -> tuple[int, int]:
+    """``(applied, head)``: the balances' position and the log's highest one."""
+    applied = runtime.balances.position()
+    head = runtime.ledger.recorder.max_notification_id() or 0
+    return applied, head
+
+
+@router.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Stores reachable and the projection caught up (200), else 503",
+    responses={503: {"description": "Not ready (problem+json with `checks`)"}},
+)
+async def readyz(runtime: RuntimeDep) -> Response:
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        applied, head = await run_in_threadpool(log_positions, runtime)
+    except Exception:
+        checks["database"] = "unreachable"
+        ready = False
+    else:
+        checks["database"] = "ok"
+        lag = max(head - applied, 0)
+        checks["projection"] = {"position": applied, "head": head, "lag": lag}
+        if lag > MAX_READY_LAG:
+            ready = False
+    if runtime.settings.redis_url:
+        checks["broker"] = "ok" if runtime.broker.healthy else "unreachable"
+        ready = ready and runtime.broker.healthy
+    else:
+        checks["broker"] = "in-process"
+    if not ready:
+        error = Unavailable("not ready", retry_after=5)
+        error.extra["checks"] = checks
+        return problem_response(error)
+    return JSONResponse({"status": "ready", "checks": checks})
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics
+    assert isinstance(registry, Metrics)
+    payload = await run_in_threadpool(generate_latest, registry.registry)
+    return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,171 @@
+"""Reads: balance (current, waited-for or historical), entries, holds, credits
+and the global entry feed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from projections.channels import balance_channel
+from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
+from service.api.schemas import (
+    BalancePublic,
+    CreditsPublic,
+    EntriesPage,
+    GlobalEntriesPage,
+    HoldsPublic,
+    Problem,
+    parse_rfc3339,
+)
+from service.application import reads
+from service.domain.errors import AccountNotFound, ValidationFailed
+from service.runtime import Runtime
+
+router = APIRouter(tags=["reads"])
+
+MAX_WAIT_SECONDS = 10.0
+POLL_SECONDS = 0.05
+"""How often a waiting balance read re-checks the projection's position."""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "content": {"application/problem+json": {}}}
+    for status in (401, 403, 404, 422, 503)
+}
+
+
+def etag(position: int) -> str:
+    return f'"{position}"'
+
+
+def _etag_matches(if_none_match: str | None, tag: str) -> bool:
+    if not if_none_match:
+        return False
+    candidates = [c.strip() for c in if_none_match.split(",")]
+    return any(c == "*" or c.removeprefix("W/") == tag for c in candidates)
+
+
+def _balance_response(request: Request, balance: dict[str, Any]) -> Response:
+    tag = etag(int(balance["position"]))
+    if _etag_matches(request.headers.get("if-none-match"), tag):
+        return Response(status_code=304, headers={"ETag": tag})
+    return JSONResponse(balance, headers={"ETag": tag})
+
+
+async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: float) -> bool:
+    """Waits up to ``wait`` seconds until the projection has applied
+    ``min_position``; woken by the account's balance changes, polling besides."""
+    if await run_in_threadpool(runtime.balances.position) >= min_position:
+        return True
+    if wait <= 0:
+        return False
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    async with runtime.broker.subscribe(balance_channel(account_id)) as subscription:
+        while True:
+            if await run_in_threadpool(runtime.balances.position) >= min_position:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            message = await subscription.get(min(remaining, POLL_SECONDS))
+            if message is not None and int(message.get("position", 0)) >= min_position:
+                return True
+
+
+@router.get(
+    "/v1/accounts/{account_id}/balance",
+    response_model=BalancePublic,
+    responses={**_ERRORS, 304: {"description": "Not modified (If-None-Match)"}},
+    summary="The account's balance (current, waited for, or as of a time or version)",
+)
+async def get_balance(
+    principal: AccountReader,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+    request: Request,
+    min_position: Annotated[int | None, Query(ge=0)] = None,
+    wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
+    as_of: Annotated[str | None, Query(description="RFC 3339 timestamp")] = None,
+    as_of_version: Annotated[int | None, Query(ge=0)] = None,
+) -> Response:
+    if as_of is not None or as_of_version is not None:
+        principal.require("read")
+        if as_of is not None and as_of_version is not None:
+            raise ValidationFailed.at(["query"], "give either as_of or as_of_version, not both")
+        if as_of_version is not None:
+            historical = await run_in_threadpool(
+                reads.balance_at_version, runtime.ledger, account_id, as_of_version
+            )
+        else:
+            try:
+                moment = parse_rfc3339(as_of)
+            except ValueError as error:
+                raise ValidationFailed.at(["query", "as_of"], str(error)) from None
+            historical = await run_in_threadpool(
+                reads.balance_as_of, runtime.ledger, account_id, moment
+            )
+        return _balance_response(request, historical)
+    stale = False
+    if min_position is not None:
+        stale = not await _reached(runtime, account_id, min_position, wait)
+    balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
+    if balance is None:
+        raise AccountNotFound(f"account {account_id} has no entries")
+    if stale:
+        balance = {**balance, "stale": True}
+    return _balance_response(request, balance)
+
+
+@router.get(
+    "/v1/accounts/{account_id}/entries",
+    response_model=EntriesPage,
+    responses=_ERRORS,
+    summary="The account's entries in version order",
+)
+def get_entries(
+    principal: AccountReader,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+    after_version: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    return JSONResponse(reads.account_entries(runtime.ledger, account_id, after_version, limit))
+
+
+@router.get(
+    "/v1/accounts/{account_id}/holds",
+    response_model=HoldsPublic,
+    responses=_ERRORS,
+    summary="The account's active holds",
+)
+def get_holds(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
+    return JSONResponse(reads.active_holds(runtime.ledger, account_id))
+
+
+@router.get(
+    "/v1/accounts/{account_id}/credits",
+    response_model=CreditsPublic,
+    responses=_ERRORS,
+    summary="Credit buckets with tokens left, in draw-down order",
+)
+def get_credits(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
+    return JSONResponse(reads.credit_buckets(runtime.ledger, account_id))
+
+
+@router.get(
+    "/v1/entries",
+    response_model=GlobalEntriesPage,
+    responses=_ERRORS,
+    summary="Every account's entries in position order (audit)",
+)
+def get_global_entries(
+    principal: Auditor,
+    runtime: RuntimeDep,
+    after_position: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> JSONResponse:
+    return JSONResponse(reads.global_entries(runtime.ledger, after_position, limit))

@@ -1,0 +1,265 @@
+"""Request and response bodies of contract v1 (pydantic).
+
+Requests forbid unknown fields (a typo such as ``ammount`` must not be silently
+dropped by a payments API) and take integers strictly: ``true``, ``1.0``,
+``1e3`` and ``"5"`` are not amounts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from service.domain.values import MAX_AMOUNT
+
+MAX_METADATA_KEYS = 50
+MAX_METADATA_BYTES = 8 * 1024
+MAX_TTL_SECONDS = 86_400
+MAX_TEXT = 255
+"""Longest ``operation``, ``model``, ``payment_reference``."""
+MAX_REASON = 1_000
+SCOPES = ("consume", "purchase", "grant", "read", "audit", "admin")
+
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+_OFFSET_AFTER_SPACE = re.compile(r"(\d) (\d{2}:\d{2})$")
+
+
+def parse_rfc3339(value: Any) -> datetime:
+    """An RFC 3339 timestamp with a ``Z`` or ``±hh:mm`` offset, as UTC.
+
+    Raises:
+        ValueError: not a string, naive, or not RFC 3339.
+    """
+    if not isinstance(value, str):
+        msg = "must be an RFC 3339 timestamp string"
+        raise ValueError(msg)
+    # A "+" in a query string arrives as a space: "…T00:00:00 02:00".
+    text = _OFFSET_AFTER_SPACE.sub(r"\1+\2", value.strip())
+    if not _RFC3339.fullmatch(text):
+        msg = "must be an RFC 3339 timestamp with a time zone offset, e.g. 2026-01-01T00:00:00Z"
+        raise ValueError(msg)
+    date, _, rest = text.replace("t", "T").replace("z", "Z").partition("T")
+    fraction = re.search(r"\.(\d+)", rest)
+    if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
+        rest = rest.replace(fraction.group(0), "." + fraction.group(1)[:6])
+    try:
+        moment = datetime.fromisoformat(f"{date}T{rest}".replace("Z", "+00:00"))
+    except ValueError:
+        msg = "is not a valid date and time"
+        raise ValueError(msg) from None
+    return moment.astimezone(UTC)
+
+
+def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if len(value) > MAX_METADATA_KEYS:
+        msg = f"at most {MAX_METADATA_KEYS} keys"
+        raise ValueError(msg)
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        msg = f"at most {MAX_METADATA_BYTES} bytes serialized"
+        raise ValueError(msg)
+    return value
+
+
+Amount = Annotated[int, Field(strict=True, ge=1, le=MAX_AMOUNT, description="Tokens, 1..10^15")]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(parse_rfc3339),
+    Field(description="RFC 3339 with an offset; stored in UTC"),
+]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    AfterValidator(_check_metadata),
+    Field(description="JSON object, at most 50 keys and 8 KiB serialized"),
+]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+Reason = Annotated[str, Field(min_length=1, max_length=MAX_REASON)]
+
+
+class RequestModel(BaseModel):
+    """Base of request bodies: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PurchaseCreate(RequestModel):
+    amount: Amount
+    payment_reference: Text | None = None
+    expires_at: Timestamp | None = None
+    metadata: Metadata = None
+
+
+class GrantCreate(RequestModel):
+    amount: Amount
+    reason: Reason
+    expires_at: Timestamp | None = None
+    metadata: Metadata = None
+
+
+class ConsumptionCreate(RequestModel):
+    amount: Amount
+    operation: Text | None = None
+    model: Text | None = None
+    metadata: Metadata = None
+
+
+class DeductionCreate(RequestModel):
+    amount: Amount
+    reason: Reason
+    metadata: Metadata = None
+
+
+class RefundCreate(RequestModel):
+    amount: Amount | None = None
+    reason: Reason | None = None
+
+
+class HoldCreate(RequestModel):
+    amount: Amount
+    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_TTL_SECONDS)] = 900
+    operation: Text | None = None
+    metadata: Metadata = None
+
+
+class CaptureCreate(RequestModel):
+    amount: Amount | None = None
+
+
+class ReleaseCreate(RequestModel):
+    pass
+
+
+class AccountUpdate(RequestModel):
+    credit_limit: Annotated[int, Field(strict=True, ge=0, le=MAX_AMOUNT)]
+
+
+class StreamTokenCreate(RequestModel):
+    ttl_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_TTL_SECONDS)] = 3600
+
+
+class ApiKeyCreate(RequestModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:@-]{1,64}$")]
+    scopes: Annotated[
+        list[Annotated[str, Field(pattern="^(" + "|".join(SCOPES) + ")$")]],
+        Field(min_length=1, max_length=len(SCOPES) * 2),
+    ]
+
+
+# Responses (for the OpenAPI document; handlers return plain dicts) ---------
+
+
+class EntryPublic(BaseModel):
+    id: str
+    account_id: str
+    type: str
+    amount: int
+    delta_available: int
+    version: int
+    position: int
+    recorded_at: str
+    idempotency_key: str | None
+    actor: str
+    operation: str | None
+    model: str | None
+    payment_reference: str | None
+    reason: str | None
+    hold_id: str | None
+    refund_of: str | None
+    expires_at: str | None
+    metadata: dict[str, Any]
+
+
+class BalancePublic(BaseModel):
+    account_id: str
+    available: int
+    held: int
+    credit_limit: int
+    purchased: int
+    granted: int
+    consumed: int
+    refunded: int
+    deducted: int
+    expired: int
+    version: int
+    position: int
+    updated_at: str | None
+    stale: bool | None = Field(default=None, description="Only with min_position, when not reached")
+
+
+class WriteResult(BaseModel):
+    entry: EntryPublic
+    balance: BalancePublic
+
+
+class EntriesPage(BaseModel):
+    entries: list[EntryPublic]
+    next_after_version: int | None
+
+
+class GlobalEntriesPage(BaseModel):
+    entries: list[EntryPublic]
+    next_after_position: int | None
+
+
+class HoldPublic(BaseModel):
+    hold_id: str
+    amount: int
+    expires_at: str
+    operation: str | None
+    created_at: str
+
+
+class HoldsPublic(BaseModel):
+    holds: list[HoldPublic]
+
+
+class CreditPublic(BaseModel):
+    entry_id: str
+    type: str
+    amount: int
+    remaining: int
+    expires_at: str | None
+
+
+class CreditsPublic(BaseModel):
+    credits: list[CreditPublic]
+
+
+class StreamTokenPublic(BaseModel):
+    token: str
+    account_id: str
+    expires_at: str
+
+
+class ApiKeyPublic(BaseModel):
+    name: str
+    scopes: list[str]
+    created_at: str
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="Shown once; only its hash is stored")
+
+
+class ApiKeysPublic(BaseModel):
+    api_keys: list[ApiKeyPublic]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
