@@ -404,3 +404,10 @@ def test_cli_replay_needs_a_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = CliRunner().invoke(app, ["replay", str(path)])
     assert result.exit_code != 0
     assert "LEDGER_ADMIN_API_KEY" in result.output
+
+
+def test_database_urls_are_printed_without_their_password() -> None:
+    from service.cli import redact
+
+    assert redact("postgresql://u:s3cret@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact("sqlite:///./ledger.db") == "sqlite:///./ledger.db"
