@@ -170,6 +170,12 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise MalformedRequest("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationFailed.at(["body"], "the body must be a JSON object")
+    try:  # lone surrogates ("\ud800") are JSON, but no text can store them
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedRequest("the request body holds invalid Unicode") from None
+    except (ValueError, RecursionError):
+        pass  # non-finite numbers, deep nesting: left to validation
     return data
 
 

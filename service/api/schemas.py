@@ -22,6 +22,8 @@ MAX_TTL_SECONDS = 86_400
 MAX_TEXT = 255
 """Longest ``operation``, ``model``, ``payment_reference``."""
 MAX_REASON = 1_000
+MAX_POSITION = 2**63 - 1
+"""Largest position or version a query may name (a 64-bit signed integer)."""
 SCOPES = ("consume", "purchase", "grant", "read", "audit", "admin")
 
 _RFC3339 = re.compile(
@@ -50,10 +52,10 @@ def parse_rfc3339(value: Any) -> datetime:
         rest = rest.replace(fraction.group(0), "." + fraction.group(1)[:6])
     try:
         moment = datetime.fromisoformat(f"{date}T{rest}".replace("Z", "+00:00"))
-    except ValueError:
-        msg = "is not a valid date and time"
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        msg = "is not a valid date and time (years 0001 to 9999 in UTC)"
         raise ValueError(msg) from None
-    return moment.astimezone(UTC)
 
 
 def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -62,7 +64,12 @@ def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if len(value) > MAX_METADATA_KEYS:
         msg = f"at most {MAX_METADATA_KEYS} keys"
         raise ValueError(msg)
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        msg = "numbers must be finite"
+        raise ValueError(msg) from None
+    size = len(text.encode("utf-8", errors="surrogatepass"))
     if size > MAX_METADATA_BYTES:
         msg = f"at most {MAX_METADATA_BYTES} bytes serialized"
         raise ValueError(msg)

@@ -7,6 +7,7 @@ accounts. Projection waits use ``min_position=<write position>&wait=5``.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.api.app import create_app
 from service.config import Settings
+from tests.helpers.servers import fresh_postgres_database, fresh_redis_database
 
 pytestmark = pytest.mark.e2e
 
@@ -23,12 +25,24 @@ ADMIN = {"Authorization": "Bearer test-admin-key"}
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    path = tmp_path_factory.mktemp("ledger") / "l.db"
-    settings = Settings(database_url=f"sqlite:///{path}", admin_api_key="test-admin-key")
-    with TestClient(create_app(settings)) as c:
-        yield c
+@pytest.fixture(
+    scope="module",
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)],
+)
+def client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("ledger") / "l.db"
+        settings = Settings(database_url=f"sqlite:///{path}", admin_api_key="test-admin-key")
+        with TestClient(create_app(settings)) as c:
+            yield c
+        return
+    with fresh_postgres_database() as url, fresh_redis_database() as redis_url:
+        settings = Settings(database_url=url, database_schema="ledger", redis_url=redis_url,
+                            admin_api_key="test-admin-key")
+        with TestClient(create_app(settings)) as c:
+            yield c
 
 
 def new_account() -> str:
@@ -87,9 +101,13 @@ def test_healthz_answers_ok(client: TestClient) -> None:
 
 
 def test_readyz_reports_the_stores_and_the_projection(client: TestClient) -> None:
-    r = client.get("/readyz")
-    assert r.status_code == 200
-    assert r.json()["checks"]["database"] == "ok"
+    deadline = time.monotonic() + 10  # the Redis bridge connects in the background
+    while (r := client.get("/readyz")).status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.status_code == 200, r.text
+    checks = r.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["projection"]["lag"] >= 0
 
 
 def test_metrics_are_prometheus_text(client: TestClient) -> None:
@@ -840,3 +858,71 @@ def test_an_api_key_in_the_url_is_not_accepted(client: TestClient) -> None:
     r = client.get(f"/v1/accounts/{new_account()}/entries",
                    params={"access_token": "test-admin-key"})
     assert_problem(r, 401, "unauthorized")
+
+
+# No 5xx from bad input --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "as_of=9999-12-31T23:59:59-01:00",
+        "as_of=0001-01-01T00:00:00%2B01:00",
+        "as_of=2026-02-30T00:00:00Z",
+        "as_of_version=99999999999999999999999",
+        "min_position=99999999999999999999999",
+        "wait=nan",
+        "wait=-1",
+    ],
+)
+def test_out_of_range_balance_queries_are_refused_with_422(client: TestClient, query: str) -> None:
+    account = new_account()
+    purchase(client, account, 5)
+    r = client.get(f"/v1/accounts/{account}/balance?{query}", headers=ADMIN)
+    assert_problem(r, 422, "validation-error")
+
+
+def test_the_largest_cursors_answer_empty_pages(client: TestClient) -> None:
+    account = new_account()
+    purchase(client, account, 5)
+    big = 2**63 - 1
+    r = client.get(f"/v1/accounts/{account}/entries", params={"after_version": big},
+                   headers=ADMIN)
+    assert r.status_code == 200 and r.json() == {"entries": [], "next_after_version": None}
+    r = client.get("/v1/entries", params={"after_position": big}, headers=ADMIN)
+    assert r.status_code == 200 and r.json()["entries"] == []
+    for params in ({"after_position": big + 1}, {"after_position": 10**30}):
+        assert_problem(client.get("/v1/entries", params=params, headers=ADMIN), 422,
+                       "validation-error")
+    r = client.get(f"/v1/accounts/{account}/entries", params={"after_version": 10**30},
+                   headers=ADMIN)
+    assert_problem(r, 422, "validation-error")
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"amount": 5, "metadata": {"x": 1e400}}', 422),
+        (b'{"amount": 1e400}', 422),
+        (b'{"amount": 5, "operation": "\\ud800"}', 400),
+        (b'{"amount": 5, "metadata": {"\\udfff": 1}}', 400),
+        (b'{"amount": 5, "expires_at": "9999-12-31T23:59:59-01:00"}', 422),
+        (b'{"amount": 5, "metadata": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}", 400),
+        (b'{"amount": 1' + b"0" * 5000 + b"}", 400),
+    ],
+)
+def test_hostile_bodies_are_refused_without_a_5xx(client: TestClient, raw: bytes,
+                                                   status: int) -> None:
+    account = new_account()
+    r = client.post(f"/v1/accounts/{account}/consumptions", content=raw,
+                    headers={**ADMIN, "Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+
+
+def test_odd_but_valid_metadata_round_trips(client: TestClient) -> None:
+    metadata = {"nul": "\u0000", "big": 10**30, "deep": [[[[1]]]], "emoji": "🪙", "f": 0.5}
+    r = client.post(f"/v1/accounts/{new_account()}/purchases",
+                    json={"amount": 5, "metadata": metadata}, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    assert r.json()["entry"]["metadata"] == metadata

@@ -18,6 +18,7 @@ from service.api.schemas import (
     EntriesPage,
     GlobalEntriesPage,
     HoldsPublic,
+    MAX_POSITION,
     Problem,
     parse_rfc3339,
 )
@@ -87,10 +88,10 @@ async def get_balance(
     account_id: AccountId,
     runtime: RuntimeDep,
     request: Request,
-    min_position: Annotated[int | None, Query(ge=0)] = None,
+    min_position: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
     as_of: Annotated[str | None, Query(description="RFC 3339 timestamp")] = None,
-    as_of_version: Annotated[int | None, Query(ge=0)] = None,
+    as_of_version: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
 ) -> Response:
     if as_of is not None or as_of_version is not None:
         principal.require("read")
@@ -130,7 +131,7 @@ def get_entries(
     principal: AccountReader,
     account_id: AccountId,
     runtime: RuntimeDep,
-    after_version: Annotated[int, Query(ge=0)] = 0,
+    after_version: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     return JSONResponse(reads.account_entries(runtime.ledger, account_id, after_version, limit))
@@ -165,7 +166,7 @@ def get_credits(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -
 def get_global_entries(
     principal: Auditor,
     runtime: RuntimeDep,
-    after_position: Annotated[int, Query(ge=0)] = 0,
+    after_position: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
     return JSONResponse(reads.global_entries(runtime.ledger, after_position, limit))
