@@ -13,12 +13,12 @@ from starlette.concurrency import run_in_threadpool
 from projections.channels import balance_channel
 from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
 from service.api.schemas import (
+    MAX_POSITION,
     BalancePublic,
     CreditsPublic,
     EntriesPage,
     GlobalEntriesPage,
     HoldsPublic,
-    MAX_POSITION,
     Problem,
     parse_rfc3339,
 )
