@@ -457,6 +457,6 @@ class LedgerMachine(RuleBasedStateMachine):
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=int(os.environ.get("MODEL_EXAMPLES", "200")), stateful_step_count=40, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow])
+    max_examples=int(os.environ.get("MODEL_EXAMPLES", "200")),  # more: MODEL_EXAMPLES=2000
+    stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TestLedgerModel = LedgerMachine.TestCase
