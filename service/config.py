@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     database_schema: str = ""
     """PostgreSQL schema for every table (default ``public``)."""
     database_pool_size: int = Field(default=10, ge=1)
+    """Most connections of each pool (one stays open; the rest open on demand)."""
     redis_url: str | None = None
     """``redis://host:port/db``; unset → the in-process broker."""
     admin_api_key: SecretStr | None = None
@@ -83,8 +84,8 @@ class Settings(BaseSettings):
             POSTGRES_PORT=str(parts.port or 5432),
             POSTGRES_USER=unquote(parts.username or "postgres"),
             POSTGRES_PASSWORD=unquote(parts.password or ""),
-            POSTGRES_POOL_SIZE=str(self.database_pool_size),
-            POSTGRES_MAX_OVERFLOW=str(self.database_pool_size),
+            POSTGRES_POOL_SIZE="1",
+            POSTGRES_MAX_OVERFLOW=str(max(self.database_pool_size - 1, 0)),
             POSTGRES_CONN_MAX_AGE="600",
             POSTGRES_PRE_PING="y",
             POSTGRES_LOCK_TIMEOUT="10",
