@@ -1,0 +1,208 @@
+"""The Ledger application and the balance projection on a real PostgreSQL.
+
+A database of this module's own is created at 127.0.0.1:5432 and dropped
+afterwards. Nothing is mocked; the projection is waited on by position.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from eventsourcing.projection import ProjectionRunner
+from psycopg import sql
+
+from projections.balances import BalanceProjection
+from projections.views import PostgresBalanceView
+from service.adapters.migrate import migrate
+from service.application import commands
+from service.application.idempotency import IdempotencyRequest
+from service.application.ledger import Ledger, WriteResult
+from service.config import Settings
+from service.domain.errors import IdempotencyKeyInFlight, InsufficientBalance
+from service.domain.values import account_uuid
+
+pytestmark = pytest.mark.integration
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+COUNTERS = ("available", "held", "credit_limit", "purchased", "granted", "consumed",
+            "refunded", "deducted", "expired", "version")
+
+
+@pytest.fixture(scope="module")
+def settings() -> Iterator[Settings]:
+    name = f"ledger_it_{uuid.uuid4().hex}"
+    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        # small pools: the suite shares the server (max_connections) with other tests
+        settings = Settings(database_url=f"{SERVER}/{name}", database_pool_size=4)
+        migrate(settings)
+        yield settings
+    finally:
+        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+                         .format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def ledgers(settings: Settings) -> Iterator[list[Ledger]]:
+    """Two application instances on one database, as two processes would be."""
+    apps = [Ledger(env=settings.eventsourcing_env()) for _ in range(2)]
+    yield apps
+    for app in apps:
+        app.close()
+
+
+def new_account() -> str:
+    return f"it-{uuid.uuid4().hex[:12]}"
+
+
+def entry_count(ledger: Ledger, account_id: str) -> int:
+    return len(ledger.ledger_recorder.select_entries(account_uuid(account_id), 0, 10**6))
+
+
+def aggregate_balance(ledger: Ledger, account_id: str) -> dict[str, Any]:
+    balance = ledger.get_account(account_id).balance()
+    return {c: getattr(balance, c) for c in COUNTERS}
+
+
+def projected_balance(view: PostgresBalanceView, account_id: str) -> dict[str, Any] | None:
+    row = view.get_balance(account_id)
+    return None if row is None else {c: row[c] for c in COUNTERS}
+
+
+def test_fifty_threads_of_consumptions_never_overdraw_one_account(
+        ledgers: list[Ledger]) -> None:
+    account = new_account()
+    commands.purchase(ledgers[0], account, 1000, actor="it", idem=None)
+    start = threading.Barrier(50)
+
+    def worker(i: int) -> int:
+        start.wait()
+        accepted = 0
+        for _ in range(4):
+            try:
+                commands.consume(ledgers[i % 2], account, 7, actor="it", idem=None)
+                accepted += 1
+            except InsufficientBalance:
+                pass
+        return accepted
+
+    with ThreadPoolExecutor(50) as pool:
+        accepted = sum(pool.map(worker, range(50)))
+    assert accepted == 1000 // 7
+    balance = aggregate_balance(ledgers[1], account)
+    assert balance["available"] == 1000 - 7 * accepted >= 0
+    assert balance["consumed"] == 7 * accepted
+    assert entry_count(ledgers[0], account) == 1 + accepted
+
+
+def test_parallel_identical_idempotent_requests_store_one_entry(
+        ledgers: list[Ledger]) -> None:
+    account = new_account()
+    commands.purchase(ledgers[0], account, 100, actor="it", idem=None)
+    key = IdempotencyRequest.of("same-key", "POST", f"/v1/accounts/{account}/consumptions",
+                                {"amount": 9})
+    start = threading.Barrier(20)
+
+    def attempt(i: int) -> WriteResult | IdempotencyKeyInFlight:
+        start.wait()
+        try:
+            return commands.consume(ledgers[i % 2], account, 9, actor="it", idem=key)
+        except IdempotencyKeyInFlight as error:
+            return error
+
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(attempt, range(20)))
+    results = [o for o in outcomes if isinstance(o, WriteResult)]
+    assert len([r for r in results if not r.replayed]) == 1
+    assert len({str(r.body) for r in results}) == 1
+    assert entry_count(ledgers[0], account) == 2
+    assert aggregate_balance(ledgers[0], account)["available"] == 91
+    again = commands.consume(ledgers[1], account, 9, actor="it", idem=key)
+    assert again.replayed and again.body == results[0].body
+
+
+def write_mixed_history(ledger: Ledger, account: str, rounds: int) -> int:
+    """Every kind of entry (nothing due to expire during the test); returns the
+    last position written."""
+    later = datetime.now(UTC) + timedelta(days=30)
+    last = commands.purchase(ledger, account, 1000, actor="it", idem=None).position
+    last = commands.grant(ledger, account, 300, actor="it", idem=None, reason="promo",
+                          expires_at=later).position
+    last = commands.set_credit_limit(ledger, account, 50, actor="it", idem=None).position
+    for i in range(rounds):
+        spent = commands.consume(ledger, account, 40 + i, actor="it", idem=None)
+        hold = commands.place_hold(ledger, account, 30, actor="it", idem=None)
+        hold_id = uuid.UUID(hold.body["entry"]["hold_id"])
+        if i % 2:
+            last = commands.capture_hold(ledger, account, hold_id, 10, actor="it",
+                                         idem=None).position
+        else:
+            last = commands.release_hold(ledger, account, hold_id, actor="it",
+                                         idem=None).position
+        last = commands.refund(ledger, account, uuid.UUID(spent.body["entry"]["id"]), 5,
+                               actor="it", idem=None).position
+        last = commands.deduct(ledger, account, 1, actor="it", idem=None,
+                               reason="fee").position
+    return last
+
+
+def test_the_projection_yields_the_aggregates_balances_and_survives_a_restart(
+        settings: Settings, ledgers: list[Ledger]) -> None:
+    env = settings.eventsourcing_env()
+    accounts = [new_account() for _ in range(3)]
+    ledger = ledgers[0]
+
+    def runner() -> Any:
+        return ProjectionRunner(application_class=Ledger, projection_class=BalanceProjection,
+                                view_class=PostgresBalanceView, env=env)
+
+    with runner() as first:
+        last = max(write_mixed_history(ledger, a, 3) for a in accounts)
+        first.wait(last, timeout=10)
+        for account in accounts:
+            assert projected_balance(first.view, account) == aggregate_balance(ledger, account)
+
+    # written while no projection runs
+    last = max(write_mixed_history(ledger, a, 2) for a in accounts)
+    fresh = new_account()
+    last = max(last, write_mixed_history(ledgers[1], fresh, 1))
+
+    with runner() as second:
+        second.wait(last, timeout=10)
+        view: PostgresBalanceView = second.view
+        for account in [*accounts, fresh]:
+            # neither lost nor applied twice: every counter and the version agree
+            assert projected_balance(view, account) == aggregate_balance(ledger, account)
+        assert view.position() >= last
+        row = view.get_balance(fresh)
+        assert row is not None and row["position"] <= last
+
+
+def test_a_restarted_projection_catches_up_with_writes_made_while_it_was_stopped(
+        settings: Settings, ledgers: list[Ledger]) -> None:
+    env = settings.eventsourcing_env()
+    account = new_account()
+    kwargs: dict[str, Any] = {"application_class": Ledger,
+                              "projection_class": BalanceProjection,
+                              "view_class": PostgresBalanceView, "env": env}
+    with ProjectionRunner(**kwargs) as runner:
+        last = commands.purchase(ledgers[0], account, 500, actor="it", idem=None).position
+        runner.wait(last, timeout=10)
+        assert projected_balance(runner.view, account) == aggregate_balance(ledgers[0], account)
+    for _ in range(25):
+        last = commands.consume(ledgers[1], account, 3, actor="it", idem=None).position
+    with ProjectionRunner(**kwargs) as runner:
+        runner.wait(last, timeout=10)
+        projected = projected_balance(runner.view, account)
+        assert projected == aggregate_balance(ledgers[0], account)
+        assert projected is not None and projected["available"] == 425
+        assert projected["version"] == 26
