@@ -302,7 +302,7 @@ def open_key_store(settings: Settings) -> KeyStore:
     return PostgresKeyStore(
         settings.postgres_conninfo(),
         settings.database_schema,
-        max_size=max(2, min(settings.database_pool_size, 4)),
+        max_size=max(2, settings.database_pool_size),
     )
 
 

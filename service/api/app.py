@@ -27,7 +27,8 @@ Choices where the contract is silent:
   of a payments request must not be dropped silently.
 - **Bodies are read as JSON whatever the `Content-Type`**; an empty body is `{}`
   (so `release` needs no body); JSON that is not an object → 422; text that is
-  not JSON (also `NaN`, `Infinity`) → 400 `malformed-request`.
+  not JSON (also `NaN`, `Infinity`, lone UTF-16 surrogates such as `"\\ud800"`)
+  → 400 `malformed-request`. Numbers in `metadata` must be finite.
 - Text fields: `operation`, `model`, `payment_reference` 1-255 characters;
   `reason` 1-1000 and **required** on grants and deductions.
 - `expires_at` / `as_of`: RFC 3339 with `Z` or an offset (naive times → 422),
@@ -52,6 +53,10 @@ Choices where the contract is silent:
   `wait` checks once. `as_of` and `as_of_version` need scope `read` (not a
   stream token) and exclude each other (422). An account the balance
   projection has not seen yet → 404 `account-not-found` (use `min_position`).
+- Query integers (`after_version`, `after_position`, `min_position`,
+  `as_of_version`) are 0..2^63-1; `limit` is 1..1000 (default 100).
+- Responses carrying a secret (new API key, stream token) are `Cache-Control:
+  no-store`.
 - Writes replayed from an `Idempotency-Key` carry `Idempotent-Replayed: true`.
 - Unknown routes → 404 `not-found`, wrong methods → 405 `method-not-allowed`,
   store failures → 503 `unavailable` with `Retry-After`, anything unexpected →
