@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
 from projections.channels import ALL_BALANCES, balance_channel, entries_channel
@@ -53,13 +53,19 @@ def _check_account(account_id: str) -> None:
 
 
 def _frame(event: str, payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(data=json.dumps(payload, separators=(",", ":")), event=event,
-                           id=str(payload["position"]), sep="\n")
+    return ServerSentEvent(
+        data=json.dumps(payload, separators=(",", ":")),
+        event=event,
+        id=str(payload["position"]),
+        sep="\n",
+    )
 
 
 def _response(runtime: Runtime, frames: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
     return EventSourceResponse(
-        frames, ping=runtime.settings.sse_ping_seconds, sep="\n",
+        frames,
+        ping=runtime.settings.sse_ping_seconds,
+        sep="\n",
         ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -70,9 +76,13 @@ def _poll_timeout(runtime: Runtime) -> float:
 
 
 @router.get("/v1/accounts/{account_id}/balance/stream", summary="Stream an account's balance")
-async def balance_stream(account_id: str, request: Request, principal: AccountReader,
-                         runtime: RuntimeDep,
-                         last_event_id: LastEventId = None) -> EventSourceResponse:
+async def balance_stream(
+    account_id: str,
+    request: Request,
+    principal: AccountReader,
+    runtime: RuntimeDep,
+    last_event_id: LastEventId = None,
+) -> EventSourceResponse:
     """``event: balance`` frames: the current balance first (zeros at version 0
     for an account without entries) unless resuming at the current position,
     then every change in position order."""
@@ -81,10 +91,11 @@ async def balance_stream(account_id: str, request: Request, principal: AccountRe
     return _response(runtime, _balance_frames(runtime, account_id, resume))
 
 
-async def _balance_frames(runtime: Runtime, account_id: str,
-                          resume: int | None) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+async def _balance_frames(
+    runtime: Runtime, account_id: str, resume: int | None
+) -> AsyncIterator[ServerSentEvent]:
     async with runtime.broker.subscribe(balance_channel(account_id)) as subscription:
+        yield ServerSentEvent(retry=RETRY_MS, sep="\n")
         row = await run_in_threadpool(runtime.balances.get_balance, account_id)
         snapshot = row or render_balance(Balance(account_id), 0)
         sent = -1 if resume is None else resume
@@ -101,9 +112,13 @@ async def _balance_frames(runtime: Runtime, account_id: str,
 
 
 @router.get("/v1/accounts/{account_id}/entries/stream", summary="Stream an account's entries")
-async def entries_stream(account_id: str, request: Request, principal: AccountReader,
-                         runtime: RuntimeDep,
-                         last_event_id: LastEventId = None) -> EventSourceResponse:
+async def entries_stream(
+    account_id: str,
+    request: Request,
+    principal: AccountReader,
+    runtime: RuntimeDep,
+    last_event_id: LastEventId = None,
+) -> EventSourceResponse:
     """``event: entry`` frames. With a Last-Event-ID (``?last_event_id=0`` for
     all history) every entry after it is replayed from the ledger, then live
     ones follow, none missing, none twice; without one, live entries only."""
@@ -112,9 +127,9 @@ async def entries_stream(account_id: str, request: Request, principal: AccountRe
     return _response(runtime, _entry_frames(runtime, account_id, resume))
 
 
-async def _entry_frames(runtime: Runtime, account_id: str,
-                        resume: int | None) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+async def _entry_frames(
+    runtime: Runtime, account_id: str, resume: int | None
+) -> AsyncIterator[ServerSentEvent]:
     ledger = runtime.ledger
     recorder = ledger.ledger_recorder
     originator = account_uuid(account_id)
@@ -123,9 +138,11 @@ async def _entry_frames(runtime: Runtime, account_id: str,
             version = (await run_in_threadpool(ledger.load_or_open, account_id)).version
         else:
             version = await run_in_threadpool(recorder.version_at_position, originator, resume)
+        yield ServerSentEvent(retry=RETRY_MS, sep="\n")  # first frame: subscribed from here
         while True:
             notifications = await run_in_threadpool(
-                recorder.select_entries, originator, version, BATCH)
+                recorder.select_entries, originator, version, BATCH
+            )
             for notification in notifications:
                 entry = ledger.mapper.to_domain_event(notification)
                 assert isinstance(entry, LedgerEntry)
@@ -137,26 +154,27 @@ async def _entry_frames(runtime: Runtime, account_id: str,
             while message is not None and message["version"] == version + 1:
                 yield _frame("entry", message)
                 version += 1
-                message = (None if subscription.queue.empty()
-                           else subscription.queue.get_nowait())
+                message = None if subscription.queue.empty() else subscription.queue.get_nowait()
 
 
 @router.get("/v1/balances/stream", summary="Stream every account's balance (audit)")
-async def all_balances_stream(request: Request, principal: Auditor, runtime: RuntimeDep,
-                              last_event_id: LastEventId = None) -> EventSourceResponse:
+async def all_balances_stream(
+    request: Request, principal: Auditor, runtime: RuntimeDep, last_event_id: LastEventId = None
+) -> EventSourceResponse:
     """``event: balance`` frames for every account, in position order; with a
     Last-Event-ID, first each account's latest balance changed after it."""
     resume = _resume_from(request, last_event_id)
     return _response(runtime, _all_balance_frames(runtime, resume))
 
 
-async def _all_balance_frames(runtime: Runtime,
-                              resume: int | None) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+async def _all_balance_frames(
+    runtime: Runtime, resume: int | None
+) -> AsyncIterator[ServerSentEvent]:
     async with runtime.broker.subscribe(ALL_BALANCES) as subscription:
         sent = resume
         if sent is None:
             sent = await run_in_threadpool(runtime.balances.position)
+        yield ServerSentEvent(retry=RETRY_MS, sep="\n")  # first frame: subscribed from here
         catch_up = resume is not None
         while True:
             if catch_up:

@@ -3,6 +3,7 @@ default (SQLite + in-process broker)."""
 
 from __future__ import annotations
 
+import queue
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,18 +25,24 @@ AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 @pytest.fixture(scope="module", params=["postgres+redis", "sqlite"])
-def base_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[str]:
+def base_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     if request.param == "sqlite":
         db = tmp_path_factory.mktemp("sqlite") / "ledger.db"
-        settings = Settings(database_url=f"sqlite:///{db}", admin_api_key=ADMIN_KEY,
-                            sse_ping_seconds=1, redis_url=None)
+        settings = Settings(
+            database_url=f"sqlite:///{db}",
+            admin_api_key=ADMIN_KEY,
+            sse_ping_seconds=1,
+            redis_url=None,
+        )
         with running_app(settings) as url:
             yield url
         return
     with fresh_postgres_database() as db_url, fresh_redis_database() as redis_url:
-        settings = Settings(database_url=db_url, redis_url=redis_url,
-                            admin_api_key=ADMIN_KEY, sse_ping_seconds=1)
+        settings = Settings(
+            database_url=db_url, redis_url=redis_url, admin_api_key=ADMIN_KEY, sse_ping_seconds=1
+        )
         with running_app(settings) as url:
             yield url
 
@@ -51,16 +58,17 @@ def new_account() -> str:
 
 
 def post(client: httpx.Client, account: str, kind: str, amount: int) -> dict:
-    response = client.post(f"/v1/accounts/{account}/{kind}", json={"amount": amount,
-                                                                   **({"reason": "test"}
-                                                                      if kind == "grants"
-                                                                      else {})})
+    response = client.post(
+        f"/v1/accounts/{account}/{kind}",
+        json={"amount": amount, **({"reason": "test"} if kind == "grants" else {})},
+    )
     assert response.status_code == 201, response.text
     return response.json()
 
 
 def test_a_balance_stream_sends_the_snapshot_then_every_later_balance_in_order(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     account = new_account()
     stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream", AUTH)
     try:
@@ -99,14 +107,15 @@ def test_a_balance_stream_sends_ping_comments(base_url: str) -> None:
 
 
 def test_resuming_at_the_current_position_repeats_no_snapshot(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     account = new_account()
     written = post(client, account, "purchases", 500)
     position = written["balance"]["position"]
-    client.get(f"/v1/accounts/{account}/balance",
-               params={"min_position": position, "wait": 10})
-    stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream",
-                          {**AUTH, "Last-Event-ID": str(position)})
+    client.get(f"/v1/accounts/{account}/balance", params={"min_position": position, "wait": 10})
+    stream = StreamReader(
+        f"{base_url}/v1/accounts/{account}/balance/stream", {**AUTH, "Last-Event-ID": str(position)}
+    )
     try:
         later = post(client, account, "consumptions", 5)
         frame = stream.next_data()
@@ -117,12 +126,12 @@ def test_resuming_at_the_current_position_repeats_no_snapshot(
 
 
 def test_an_entries_stream_replays_history_then_follows_live_entries_once_each(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     account = new_account()
     post(client, account, "purchases", 1000)
     post(client, account, "consumptions", 7)
-    stream = StreamReader(f"{base_url}/v1/accounts/{account}/entries/stream?last_event_id=0",
-                          AUTH)
+    stream = StreamReader(f"{base_url}/v1/accounts/{account}/entries/stream?last_event_id=0", AUTH)
     try:
         replayed = [stream.next_data() for _ in range(2)]
         assert [f.json()["type"] for f in replayed] == ["purchase", "consumption"]
@@ -133,18 +142,20 @@ def test_an_entries_stream_replays_history_then_follows_live_entries_once_each(
         assert [f.json()["version"] for f in frames] == [1, 2, 3, 4]
         assert all(f.event == "entry" for f in frames)
         assert [f.json()["amount"] for f in live] == [8, 9]
-        with pytest.raises(Exception):  # noqa: B017 - nothing more: none twice
+        with pytest.raises(queue.Empty):  # nothing more: none twice
             stream.next_data(timeout=1.5)
     finally:
         stream.close()
 
 
 def test_an_entries_stream_without_last_event_id_sends_live_entries_only(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     account = new_account()
     post(client, account, "purchases", 100)
     stream = StreamReader(f"{base_url}/v1/accounts/{account}/entries/stream", AUTH)
     try:
+        assert stream.next().retry == 3000  # subscribed: live entries from here on
         post(client, account, "consumptions", 3)
         frame = stream.next_data()
         assert frame.json()["type"] == "consumption"
@@ -154,10 +165,12 @@ def test_an_entries_stream_without_last_event_id_sends_live_entries_only(
 
 
 def test_the_all_accounts_stream_carries_every_accounts_balance(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     first, second = new_account(), new_account()
     stream = StreamReader(f"{base_url}/v1/balances/stream", AUTH)
     try:
+        assert stream.next().retry == 3000  # subscribed: live balances from here on
         post(client, first, "purchases", 10)
         post(client, second, "grants", 20)
         seen: dict[str, int] = {}
@@ -170,30 +183,37 @@ def test_the_all_accounts_stream_carries_every_accounts_balance(
 
 
 def test_a_stream_token_reads_its_own_accounts_stream_only(
-        base_url: str, client: httpx.Client) -> None:
+    base_url: str, client: httpx.Client
+) -> None:
     account = new_account()
     post(client, account, "purchases", 42)
-    token = client.post(f"/v1/accounts/{account}/stream-tokens",
-                        json={"ttl_seconds": 60}).json()["token"]
-    stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream"
-                          f"?access_token={token}")
+    token = client.post(f"/v1/accounts/{account}/stream-tokens", json={"ttl_seconds": 60}).json()[
+        "token"
+    ]
+    stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream?access_token={token}")
     try:
         assert stream.status == 200
         assert stream.next_data().json()["account_id"] == account
     finally:
         stream.close()
-    other = httpx.get(f"{base_url}/v1/accounts/{new_account()}/balance/stream",
-                      params={"access_token": token}, timeout=10)
+    other = httpx.get(
+        f"{base_url}/v1/accounts/{new_account()}/balance/stream",
+        params={"access_token": token},
+        timeout=10,
+    )
     assert other.status_code == 403
 
 
 def test_a_stream_keeps_delivering_while_the_bridge_is_down(tmp_path: Path) -> None:
     """Redis unreachable: the stream falls back to reading the balance table."""
     with fresh_postgres_database() as db_url:
-        settings = Settings(database_url=db_url, redis_url="redis://127.0.0.1:1/0",
-                            admin_api_key=ADMIN_KEY)
-        with running_app(settings) as url, httpx.Client(base_url=url, headers=AUTH,
-                                                        timeout=30) as http:
+        settings = Settings(
+            database_url=db_url, redis_url="redis://127.0.0.1:1/0", admin_api_key=ADMIN_KEY
+        )
+        with (
+            running_app(settings) as url,
+            httpx.Client(base_url=url, headers=AUTH, timeout=30) as http,
+        ):
             account = new_account()
             stream = StreamReader(f"{url}/v1/accounts/{account}/balance/stream", AUTH)
             try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,17 +71,23 @@ class StreamReader:
             self._ready.set()
 
     def next(self, timeout: float = 15.0, *, skip_comments: bool = True) -> Frame:
-        """The next frame (pings skipped unless ``skip_comments`` is false)."""
+        """The next frame (pings skipped unless ``skip_comments`` is false).
+
+        Raises:
+            queue.Empty: nothing within ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
         while True:
-            frame = self.frames.get(timeout=timeout)
+            frame = self.frames.get(timeout=max(deadline - time.monotonic(), 0.001))
             if skip_comments and frame.comments and frame.data is None and frame.retry is None:
                 continue
             return frame
 
     def next_data(self, timeout: float = 15.0) -> Frame:
-        """The next frame carrying data."""
+        """The next frame carrying data (``queue.Empty`` after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
         while True:
-            frame = self.next(timeout)
+            frame = self.next(max(deadline - time.monotonic(), 0.001))
             if frame.data is not None:
                 return frame
 
