@@ -73,8 +73,14 @@ class Target:
 @contextlib.contextmanager
 def server(cmd: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,
+        )
         try:
             yield proc
         finally:
@@ -99,16 +105,17 @@ def wait_until_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} did not come up")
 
 
-async def fund(client: httpx.AsyncClient, target: Target, accounts: list[str],
-               amount: int) -> None:
+async def fund(client: httpx.AsyncClient, target: Target, accounts: list[str], amount: int) -> None:
     for account in accounts:
-        response = await client.post(target.write(account, "purchases"),
-                                     json={"amount": amount}, headers=target.headers)
+        response = await client.post(
+            target.write(account, "purchases"), json={"amount": amount}, headers=target.headers
+        )
         response.raise_for_status()
 
 
-async def load(client: httpx.AsyncClient, target: Target, accounts: list[str],
-               requests: int, concurrency: int) -> dict[str, Any]:
+async def load(
+    client: httpx.AsyncClient, target: Target, accounts: list[str], requests: int, concurrency: int
+) -> dict[str, Any]:
     """``requests`` consumptions of 1 token by ``concurrency`` workers."""
     picks = itertools.cycle(accounts)
     left = itertools.count()
@@ -119,8 +126,9 @@ async def load(client: httpx.AsyncClient, target: Target, accounts: list[str],
         while next(left) < requests:
             account = next(picks)
             started = time.perf_counter()
-            response = await client.post(target.write(account, "consumptions"),
-                                         json={"amount": 1}, headers=target.headers)
+            response = await client.post(
+                target.write(account, "consumptions"), json={"amount": 1}, headers=target.headers
+            )
             latencies.append(time.perf_counter() - started)
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
@@ -128,21 +136,28 @@ async def load(client: httpx.AsyncClient, target: Target, accounts: list[str],
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     ms = [v * 1000 for v in latencies]
-    return {"requests": len(ms), "seconds": round(elapsed, 3),
-            "throughput_rps": round(len(ms) / elapsed, 1),
-            "p50_ms": round(percentile(ms, 0.5), 3), "p99_ms": round(percentile(ms, 0.99), 3),
-            "mean_ms": round(statistics.fmean(ms), 3), "statuses": statuses}
+    return {
+        "requests": len(ms),
+        "seconds": round(elapsed, 3),
+        "throughput_rps": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 0.5), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "statuses": statuses,
+    }
 
 
-async def sse_latency(client: httpx.AsyncClient, target: Target, account: str,
-                      writes: int) -> dict[str, Any]:
+async def sse_latency(
+    client: httpx.AsyncClient, target: Target, account: str, writes: int
+) -> dict[str, Any]:
     """Writes one consumption at a time and times the frame that shows it."""
     frames: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
     connected = asyncio.Event()
 
     async def listen() -> None:
-        async with aconnect_sse(client, "GET", target.stream(account),
-                                headers=target.headers, timeout=None) as source:
+        async with aconnect_sse(
+            client, "GET", target.stream(account), headers=target.headers, timeout=None
+        ) as source:
             async for event in source.aiter_sse():
                 if event.event == "balance" and event.data:
                     await frames.put((time.perf_counter(), json.loads(event.data)))
@@ -155,8 +170,9 @@ async def sse_latency(client: httpx.AsyncClient, target: Target, account: str,
         end_to_end: list[float] = []
         for _ in range(writes):
             sent = time.perf_counter()
-            response = await client.post(target.write(account, "consumptions"),
-                                         json={"amount": 1}, headers=target.headers)
+            response = await client.post(
+                target.write(account, "consumptions"), json={"amount": 1}, headers=target.headers
+            )
             answered = time.perf_counter()
             response.raise_for_status()
             expected = target.available(response.json())
@@ -173,19 +189,25 @@ async def sse_latency(client: httpx.AsyncClient, target: Target, account: str,
             await listener
     ms = [v * 1000 for v in latencies]
     e2e = [v * 1000 for v in end_to_end]
-    return {"writes": len(ms), "p50_ms": round(percentile(ms, 0.5), 3),
-            "p99_ms": round(percentile(ms, 0.99), 3), "mean_ms": round(statistics.fmean(ms), 3),
-            "request_to_frame_p50_ms": round(percentile(e2e, 0.5), 3),
-            "request_to_frame_p99_ms": round(percentile(e2e, 0.99), 3)}
+    return {
+        "writes": len(ms),
+        "p50_ms": round(percentile(ms, 0.5), 3),
+        "p99_ms": round(percentile(ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+        "request_to_frame_p50_ms": round(percentile(e2e, 0.5), 3),
+        "request_to_frame_p99_ms": round(percentile(e2e, 0.99), 3),
+    }
 
 
 async def compare(targets: list[Target], args: argparse.Namespace) -> dict[str, Any]:
     accounts = [f"bench-{i:04d}" for i in range(args.accounts)]
-    limits = httpx.Limits(max_connections=args.concurrency + 8,
-                          max_keepalive_connections=args.concurrency + 8)
+    limits = httpx.Limits(
+        max_connections=args.concurrency + 8, max_keepalive_connections=args.concurrency + 8
+    )
     results: dict[str, Any] = {}
-    clients = {t.name: httpx.AsyncClient(base_url=t.base, limits=limits, timeout=30)
-               for t in targets}
+    clients = {
+        t.name: httpx.AsyncClient(base_url=t.base, limits=limits, timeout=30) for t in targets
+    }
     try:
         for target in targets:
             await fund(clients[target.name], target, [*accounts, "bench-sse"], 10**12)
@@ -193,22 +215,28 @@ async def compare(targets: list[Target], args: argparse.Namespace) -> dict[str, 
         runs: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
         for _ in range(args.rounds):  # alternate, so drift hits both alike
             for target in targets:
-                runs[target.name].append(await load(clients[target.name], target, accounts,
-                                                    args.requests, args.concurrency))
+                runs[target.name].append(
+                    await load(
+                        clients[target.name], target, accounts, args.requests, args.concurrency
+                    )
+                )
         for target in targets:
             rounds = runs[target.name]
             results[target.name] = {
                 "consumptions": {
                     "rounds": rounds,
-                    "throughput_rps": round(statistics.median(
-                        r["throughput_rps"] for r in rounds), 1),
+                    "throughput_rps": round(
+                        statistics.median(r["throughput_rps"] for r in rounds), 1
+                    ),
                     "p50_ms": round(statistics.median(r["p50_ms"] for r in rounds), 3),
                     "p99_ms": round(statistics.median(r["p99_ms"] for r in rounds), 3),
-                }}
+                }
+            }
         if args.sse_writes:
             for target in targets:
                 results[target.name]["sse"] = await sse_latency(
-                    clients[target.name], target, "bench-sse", args.sse_writes)
+                    clients[target.name], target, "bench-sse", args.sse_writes
+                )
     finally:
         for client in clients.values():
             await client.aclose()
@@ -217,8 +245,10 @@ async def compare(targets: list[Target], args: argparse.Namespace) -> dict[str, 
 
 def ratios(results: dict[str, Any]) -> dict[str, float]:
     ours, base = results["ledger"], results["baseline"]
-    out = {f"consumption_{k}": round(ours["consumptions"][k] / base["consumptions"][k], 3)
-           for k in ("throughput_rps", "p50_ms", "p99_ms")}
+    out = {
+        f"consumption_{k}": round(ours["consumptions"][k] / base["consumptions"][k], 3)
+        for k in ("throughput_rps", "p50_ms", "p99_ms")
+    }
     if "sse" in ours and "sse" in base:
         for k in ("p50_ms", "p99_ms", "request_to_frame_p50_ms", "request_to_frame_p99_ms"):
             out[f"sse_{k}"] = round(ours["sse"][k] / max(base["sse"][k], 1e-3), 3)
@@ -238,21 +268,46 @@ def main() -> None:
     logs = Path(tempfile.gettempdir())  # the servers' output: baseline.log, ledger.log
     args.output.parent.mkdir(parents=True, exist_ok=True)
 
-    with fresh_database("ledger_bench_base") as base_db, \
-            fresh_database("ledger_bench_ours") as ours_db:
-        baseline_cmd = [str(BIN / "uvicorn"), "app:app", "--app-dir", str(BASELINE_DIR),
-                        "--host", "127.0.0.1", "--port", "8100", "--log-level", "warning"]
+    with (
+        fresh_database("ledger_bench_base") as base_db,
+        fresh_database("ledger_bench_ours") as ours_db,
+    ):
+        baseline_cmd = [
+            str(BIN / "uvicorn"),
+            "app:app",
+            "--app-dir",
+            str(BASELINE_DIR),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "8100",
+            "--log-level",
+            "warning",
+        ]
         ours_cmd = [str(BIN / "ledger"), "serve", "--host", "127.0.0.1", "--port", "8101"]
-        ours_env = {"LEDGER_DATABASE_URL": ours_db, "LEDGER_REDIS_URL": REDIS_URL,
-                    "LEDGER_ADMIN_API_KEY": ADMIN_KEY, "LEDGER_LOG_LEVEL": "warning"}
-        with server(baseline_cmd, {"BASELINE_DSN": base_db, "BASELINE_SCHEMA": "baseline"},
-                    logs / "baseline.log") as base_proc, \
-                server(ours_cmd, ours_env, logs / "ledger.log") as ours_proc:
+        ours_env = {
+            "LEDGER_DATABASE_URL": ours_db,
+            "LEDGER_REDIS_URL": REDIS_URL,
+            "LEDGER_ADMIN_API_KEY": ADMIN_KEY,
+            "LEDGER_LOG_LEVEL": "warning",
+        }
+        with (
+            server(
+                baseline_cmd,
+                {"BASELINE_DSN": base_db, "BASELINE_SCHEMA": "baseline"},
+                logs / "baseline.log",
+            ) as base_proc,
+            server(ours_cmd, ours_env, logs / "ledger.log") as ours_proc,
+        ):
             wait_until_up("http://127.0.0.1:8100/accounts/probe/balance", base_proc)
             wait_until_up("http://127.0.0.1:8101/healthz", ours_proc)
             targets = [
-                Target("ledger", "http://127.0.0.1:8101", "/v1",
-                       {"Authorization": f"Bearer {ADMIN_KEY}"}),
+                Target(
+                    "ledger",
+                    "http://127.0.0.1:8101",
+                    "/v1",
+                    {"Authorization": f"Bearer {ADMIN_KEY}"},
+                ),
                 Target("baseline", "http://127.0.0.1:8100", ""),
             ]
             results = asyncio.run(compare(targets, args))
@@ -266,15 +321,19 @@ def main() -> None:
         "ratios_ours_over_baseline": ratios(results),
     }
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"{'':10} {'rps':>9} {'p50 ms':>9} {'p99 ms':>9} {'sse p50':>9} {'sse p99':>9}"
-          f" {'req>frame p50':>14} {'req>frame p99':>14}")
+    print(
+        f"{'':10} {'rps':>9} {'p50 ms':>9} {'p99 ms':>9} {'sse p50':>9} {'sse p99':>9}"
+        f" {'req>frame p50':>14} {'req>frame p99':>14}"
+    )
     nan = float("nan")
     for name in ("ledger", "baseline"):
         c, s = results[name]["consumptions"], results[name].get("sse", {})
-        print(f"{name:10} {c['throughput_rps']:>9.1f} {c['p50_ms']:>9.3f} {c['p99_ms']:>9.3f}"
-              f" {s.get('p50_ms', nan):>9.3f} {s.get('p99_ms', nan):>9.3f}"
-              f" {s.get('request_to_frame_p50_ms', nan):>14.3f}"
-              f" {s.get('request_to_frame_p99_ms', nan):>14.3f}")
+        print(
+            f"{name:10} {c['throughput_rps']:>9.1f} {c['p50_ms']:>9.3f} {c['p99_ms']:>9.3f}"
+            f" {s.get('p50_ms', nan):>9.3f} {s.get('p99_ms', nan):>9.3f}"
+            f" {s.get('request_to_frame_p50_ms', nan):>14.3f}"
+            f" {s.get('request_to_frame_p99_ms', nan):>14.3f}"
+        )
     print("ours / baseline:", json.dumps(report["ratios_ours_over_baseline"]))
     print(f"written to {args.output}")
 

@@ -61,8 +61,9 @@ def consume_once(ledger: Ledger, account_id: str) -> float:
     return time.perf_counter() - started
 
 
-def measure(ledger: Ledger, accounts: dict[int, str], warmup: int,
-            samples: int) -> dict[int, list[float]]:
+def measure(
+    ledger: Ledger, accounts: dict[int, str], warmup: int, samples: int
+) -> dict[int, list[float]]:
     """``samples`` latencies per case after ``warmup`` calls, round-robin."""
     cases = list(accounts)
     for _ in range(warmup):
@@ -70,7 +71,7 @@ def measure(ledger: Ledger, accounts: dict[int, str], warmup: int,
             consume_once(ledger, accounts[n])
     latencies: dict[int, list[float]] = {n: [] for n in cases}
     for i in range(samples):
-        order = cases[i % len(cases):] + cases[:i % len(cases)]
+        order = cases[i % len(cases) :] + cases[: i % len(cases)]
         for n in order:
             latencies[n].append(consume_once(ledger, accounts[n]))
     return latencies
@@ -80,13 +81,17 @@ def summarize(latencies: dict[int, list[float]]) -> dict[str, Any]:
     cases = {}
     for n, values in latencies.items():
         ms = [v * 1000 for v in values]
-        cases[str(n)] = {"samples": len(ms), "p50_ms": round(percentile(ms, 0.50), 3),
-                         "p99_ms": round(percentile(ms, 0.99), 3),
-                         "mean_ms": round(statistics.fmean(ms), 3),
-                         "max_ms": round(max(ms), 3)}
+        cases[str(n)] = {
+            "samples": len(ms),
+            "p50_ms": round(percentile(ms, 0.50), 3),
+            "p99_ms": round(percentile(ms, 0.99), 3),
+            "mean_ms": round(statistics.fmean(ms), 3),
+            "max_ms": round(max(ms), 3),
+        }
     smallest, largest = str(min(latencies)), str(max(latencies))
-    ratios = {q: round(cases[largest][f"{q}_ms"] / cases[smallest][f"{q}_ms"], 3)
-              for q in ("p50", "p99")}
+    ratios = {
+        q: round(cases[largest][f"{q}_ms"] / cases[smallest][f"{q}_ms"], 3) for q in ("p50", "p99")
+    }
     return {"cases": cases, f"ratio_{largest}_over_{smallest}": ratios}
 
 
@@ -94,12 +99,17 @@ def print_table(title: str, summary: dict[str, Any]) -> None:
     print(f"\n{title}")
     print(f"{'prior entries':>14} {'p50 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'max ms':>9}")
     for n, row in summary["cases"].items():
-        print(f"{int(n):>14,} {row['p50_ms']:>9.3f} {row['p99_ms']:>9.3f}"
-              f" {row['mean_ms']:>9.3f} {row['max_ms']:>9.3f}")
+        print(
+            f"{int(n):>14,} {row['p50_ms']:>9.3f} {row['p99_ms']:>9.3f}"
+            f" {row['mean_ms']:>9.3f} {row['max_ms']:>9.3f}"
+        )
     for key, ratios in summary.items():
         if key.startswith("ratio_"):
-            verdict = ("ok" if max(ratios.values()) <= TARGET_RATIO
-                       else f"above the {TARGET_RATIO}x target")
+            verdict = (
+                "ok"
+                if max(ratios.values()) <= TARGET_RATIO
+                else f"above the {TARGET_RATIO}x target"
+            )
             print(f"{key}: p50 {ratios['p50']:.3f}x, p99 {ratios['p99']:.3f}x ({verdict})")
 
 
@@ -108,8 +118,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 10_000, 100_000])
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--contrast-samples", type=int, default=5,
-                        help="samples of the no-snapshots contrast (0 to skip)")
+    parser.add_argument(
+        "--contrast-samples",
+        type=int,
+        default=5,
+        help="samples of the no-snapshots contrast (0 to skip)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -117,8 +131,7 @@ def main() -> None:
         settings = Settings(database_url=url)
         migrate(settings)
         warm = Ledger(env=settings.eventsourcing_env())
-        cold = Ledger(env=Settings(database_url=url, aggregate_cache_size=0)
-                      .eventsourcing_env())
+        cold = Ledger(env=Settings(database_url=url, aggregate_cache_size=0).eventsourcing_env())
         accounts = {n: f"history-{n}" for n in args.sizes}
         for n, account_id in accounts.items():
             started = time.perf_counter()
@@ -139,8 +152,10 @@ def main() -> None:
         for phase, ledger in (("warm", warm), ("cold", cold)):
             summary = summarize(measure(ledger, accounts, args.warmup, args.samples))
             results[phase] = summary
-            print_table(f"{phase}: aggregate cache {'on' if phase == 'warm' else 'off'},"
-                        " snapshots on", summary)
+            print_table(
+                f"{phase}: aggregate cache {'on' if phase == 'warm' else 'off'}, snapshots on",
+                summary,
+            )
         if args.contrast_samples:
             env = Settings(database_url=url, aggregate_cache_size=0).eventsourcing_env()
             env["IS_SNAPSHOTTING_ENABLED"] = "n"

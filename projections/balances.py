@@ -39,8 +39,9 @@ class BalanceView(TrackingRecorder, ABC):
     """A materialized view of balances that records its tracking position."""
 
     @abstractmethod
-    def apply_entry(self, entry: LedgerEntry, tracking: Tracking,
-                    schedule: list[tuple[str, str | None]]) -> dict[str, Any] | None:
+    def apply_entry(
+        self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
+    ) -> dict[str, Any] | None:
         """Adds the entry's effects to its account's row, applies the expiry
         ``schedule`` changes (``(ref_id, due_at)`` to add, ``(ref_id, None)`` to
         remove) and records ``tracking``, in one transaction. Returns the new
@@ -109,8 +110,9 @@ class BalanceProjection(Projection[BalanceView]):
         account_id = domain_event.account_id
         self.broker.publish(balance_channel(account_id), balance)
         self.broker.publish(ALL_BALANCES, balance)
-        self.broker.publish(entries_channel(account_id),
-                            render_entry(domain_event, tracking.notification_id))
+        self.broker.publish(
+            entries_channel(account_id), render_entry(domain_event, tracking.notification_id)
+        )
 
 
 def balance_params(entry: LedgerEntry, tracking: Tracking) -> dict[str, Any]:
@@ -118,12 +120,18 @@ def balance_params(entry: LedgerEntry, tracking: Tracking) -> dict[str, Any]:
     effects = entry.effects()
     return {
         "account_id": entry.account_id,
-        "available": effects.available, "held": effects.held,
-        "purchased": effects.purchased, "granted": effects.granted,
-        "consumed": effects.consumed, "refunded": effects.refunded,
-        "deducted": effects.deducted, "expired": effects.expired,
-        "credit_limit": effects.credit_limit or 0, "new_limit": effects.credit_limit,
-        "version": entry.originator_version, "position": tracking.notification_id,
+        "available": effects.available,
+        "held": effects.held,
+        "purchased": effects.purchased,
+        "granted": effects.granted,
+        "consumed": effects.consumed,
+        "refunded": effects.refunded,
+        "deducted": effects.deducted,
+        "expired": effects.expired,
+        "credit_limit": effects.credit_limit or 0,
+        "new_limit": effects.credit_limit,
+        "version": entry.originator_version,
+        "position": tracking.notification_id,
         "updated_at": rfc3339(entry.timestamp),
     }
 

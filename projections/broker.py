@@ -129,7 +129,8 @@ class RedisBroker(_LocalFanout):
         super().__init__()
         self.url = url
         self._publisher = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10)
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
+        )
         self._healthy = False
         self._task: asyncio.Task[None] | None = None
 
@@ -164,14 +165,15 @@ class RedisBroker(_LocalFanout):
                     self._healthy = True
                     while True:
                         message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=5.0)
+                            ignore_subscribe_messages=True, timeout=5.0
+                        )
                         if message is None:
                             await client.ping()
                             continue
                         self.dispatch(message["channel"].decode(), json.loads(message["data"]))
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # noqa: BLE001 - any failure: retry
+            except Exception as error:
                 self._healthy = False
                 log.warning("bridge subscription lost: %s; retrying", error)
                 await asyncio.sleep(1.0)

@@ -41,15 +41,19 @@ def open_balance_view(settings: Settings) -> BalanceView:
 
 def bound_projection(broker: Broker | None) -> type[BalanceProjection]:
     """The projection class publishing on ``broker`` after each commit."""
-    return type("BalanceProjection", (BalanceProjection,),
-                {"name": BalanceProjection.name, "broker": broker})
+    return type(
+        "BalanceProjection",
+        (BalanceProjection,),
+        {"name": BalanceProjection.name, "broker": broker},
+    )
 
 
 class ProjectionService:
     """Keeps the balance projection running in a background thread."""
 
-    def __init__(self, settings: Settings, broker: Broker | None,
-                 ledger: Ledger | None = None) -> None:
+    def __init__(
+        self, settings: Settings, broker: Broker | None, ledger: Ledger | None = None
+    ) -> None:
         self.settings = settings
         self.broker = broker
         self.ledger = ledger
@@ -104,7 +108,8 @@ class ProjectionService:
         while not self._stop.is_set():
             ledger.saved.clear()
             notifications = ledger.recorder.select_notifications(
-                start=view.position(), limit=BATCH, topics=topics, inclusive_of_start=False)
+                start=view.position(), limit=BATCH, topics=topics, inclusive_of_start=False
+            )
             for notification in notifications:
                 event = ledger.mapper.to_domain_event(notification)
                 projection.process_event(event, Tracking(ledger.name, notification.id))

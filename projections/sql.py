@@ -9,19 +9,37 @@ from __future__ import annotations
 
 import re
 
-COUNTERS = ("available", "held", "purchased", "granted", "consumed", "refunded",
-            "deducted", "expired")
-BALANCE_COLUMNS = ("account_id", *COUNTERS[:2], "credit_limit", *COUNTERS[2:],
-                   "version", "position", "updated_at")
+COUNTERS = (
+    "available",
+    "held",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+)
+BALANCE_COLUMNS = (
+    "account_id",
+    *COUNTERS[:2],
+    "credit_limit",
+    *COUNTERS[2:],
+    "version",
+    "position",
+    "updated_at",
+)
 
 _increments = ", ".join(f"{c} = {{t}}ledger_balances.{c} + excluded.{c}" for c in COUNTERS)
 
 UPSERT_BALANCE = (
-    "INSERT INTO {t}ledger_balances (" + ", ".join(BALANCE_COLUMNS) + ") VALUES ("
-    + ", ".join(f":{c}" for c in BALANCE_COLUMNS) + ")"
+    "INSERT INTO {t}ledger_balances ("
+    + ", ".join(BALANCE_COLUMNS)
+    + ") VALUES ("
+    + ", ".join(f":{c}" for c in BALANCE_COLUMNS)
+    + ")"
     " ON CONFLICT (account_id) DO UPDATE SET " + _increments + ","
-    " credit_limit = CASE WHEN CAST(:new_limit AS BIGINT) IS NULL THEN {t}ledger_balances.credit_limit"
-    " ELSE excluded.credit_limit END,"
+    " credit_limit = CASE WHEN CAST(:new_limit AS BIGINT) IS NULL"
+    " THEN {t}ledger_balances.credit_limit ELSE excluded.credit_limit END,"
     " version = excluded.version, position = excluded.position,"
     " updated_at = excluded.updated_at"
     " WHERE {t}ledger_balances.version < excluded.version"
@@ -48,8 +66,7 @@ UNSCHEDULE_EXPIRY = (
 )
 
 SELECT_DUE = (
-    "SELECT DISTINCT account_id FROM {t}ledger_expiry_schedule WHERE due_at <= :now"
-    " LIMIT :limit"
+    "SELECT DISTINCT account_id FROM {t}ledger_expiry_schedule WHERE due_at <= :now LIMIT :limit"
 )
 
 CLEAR_DUE = (

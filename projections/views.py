@@ -39,15 +39,15 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
             curs.execute(self._after, {"position": position, "limit": limit}, prepare=True)
             return [_row_to_balance(row) for row in curs.fetchall()]
 
-    def apply_entry(self, entry: LedgerEntry, tracking: Tracking,
-                    schedule: list[tuple[str, str | None]]) -> dict[str, Any] | None:
+    def apply_entry(
+        self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
+    ) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=True) as curs:
             curs.execute(self._upsert, balance_params(entry, tracking), prepare=True)
             row = curs.fetchone()
             for ref_id, due_at in schedule:
                 params = {"account_id": entry.account_id, "ref_id": ref_id, "due_at": due_at}
-                curs.execute(self._schedule if due_at else self._unschedule, params,
-                             prepare=True)
+                curs.execute(self._schedule if due_at else self._unschedule, params, prepare=True)
             self._insert_tracking(curs, tracking)
         return _row_to_balance(row) if row is not None else None
 
@@ -89,8 +89,9 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
             c.execute(self._after, {"position": position, "limit": limit})
             return [_row_to_balance(row) for row in c.fetchall()]
 
-    def apply_entry(self, entry: LedgerEntry, tracking: Tracking,
-                    schedule: list[tuple[str, str | None]]) -> dict[str, Any] | None:
+    def apply_entry(
+        self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
+    ) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=True) as c:
             c.execute(self._upsert, balance_params(entry, tracking))
             row = c.fetchone()

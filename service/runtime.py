@@ -50,12 +50,15 @@ class Runtime:
         keys = open_key_store(settings)
         created = bootstrap_admin(keys, settings)
         if created is not None:
-            print(  # noqa: T201 - shown once, on purpose, never logged
+            print(
                 f"Created the first admin API key (shown once, store it now): {created}",
                 flush=True,
             )
-        secret = (settings.secret_key.get_secret_value() if settings.secret_key
-                  else secrets.token_urlsafe(32))
+        secret = (
+            settings.secret_key.get_secret_value()
+            if settings.secret_key
+            else secrets.token_urlsafe(32)
+        )
         runtime = cls(settings, ledger, balances, broker, keys, secret)
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger)

@@ -60,8 +60,9 @@ def upgrade(schema: str | None = None) -> None:
         sa.Column("due_at", sa.Text(), nullable=False),
         schema=schema,
     )
-    op.create_index("ledger_expiry_schedule_due_at", "ledger_expiry_schedule", ["due_at"],
-                    schema=schema)
+    op.create_index(
+        "ledger_expiry_schedule_due_at", "ledger_expiry_schedule", ["due_at"], schema=schema
+    )
 
 
 def downgrade(schema: str | None = None) -> None:

@@ -107,8 +107,7 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         for record in idempotency_records(kwargs):
             curs.execute(
                 self._insert_idempotency,
-                (record.account_id, record.key, record.fingerprint, record.status,
-                 record.version),
+                (record.account_id, record.key, record.fingerprint, record.status, record.version),
                 prepare=True,
             )
         super()._insert_events(curs, stored_events, **kwargs)
@@ -119,19 +118,23 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
         if row is None:
             return None
-        return IdempotencyRecord(row["account_id"], row["key"], row["fingerprint"],
-                                 row["status"], row["entry_version"])
+        return IdempotencyRecord(
+            row["account_id"], row["key"], row["fingerprint"], row["status"], row["entry_version"]
+        )
 
     def select_entries(
         self, originator_id: UUID, after_version: int, limit: int
     ) -> Sequence[Notification]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_entries, (originator_id, after_version, limit),
-                         prepare=True)
+            curs.execute(self._select_entries, (originator_id, after_version, limit), prepare=True)
             return [
-                Notification(id=row["notification_id"], originator_id=row["originator_id"],
-                             originator_version=row["originator_version"],
-                             topic=row["topic"], state=bytes(row["state"]))
+                Notification(
+                    id=row["notification_id"],
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
                 for row in curs.fetchall()
             ]
 
@@ -169,9 +172,10 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         for record in idempotency_records(kwargs):
-            c.execute(self._insert_idempotency,
-                      (record.account_id, record.key, record.fingerprint, record.status,
-                       record.version))
+            c.execute(
+                self._insert_idempotency,
+                (record.account_id, record.key, record.fingerprint, record.status, record.version),
+            )
         return super()._insert_events(c, stored_events, **kwargs)
 
     def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
@@ -180,8 +184,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             row = c.fetchone()
         if row is None:
             return None
-        return IdempotencyRecord(row["account_id"], row["key"], row["fingerprint"],
-                                 row["status"], row["entry_version"])
+        return IdempotencyRecord(
+            row["account_id"], row["key"], row["fingerprint"], row["status"], row["entry_version"]
+        )
 
     def select_entries(
         self, originator_id: UUID, after_version: int, limit: int
@@ -189,9 +194,12 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute(self._select_entries, (originator_id.hex, after_version, limit))
             return [
-                Notification(id=row["rowid"],
-                             originator_id=self.convert_originator_id(row["originator_id"]),
-                             originator_version=row["originator_version"],
-                             topic=row["topic"], state=row["state"])
+                Notification(
+                    id=row["rowid"],
+                    originator_id=self.convert_originator_id(row["originator_id"]),
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=row["state"],
+                )
                 for row in c.fetchall()
             ]

@@ -22,70 +22,149 @@ Idem = IdempotencyRequest | None
 
 
 def _common(actor: str, idem: Idem, metadata: dict[str, Any] | None) -> dict[str, Any]:
-    return {"actor": actor, "idempotency_key": idem.key if idem else None,
-            "metadata": metadata or {}}
+    return {
+        "actor": actor,
+        "idempotency_key": idem.key if idem else None,
+        "metadata": metadata or {},
+    }
 
 
-def purchase(ledger: Ledger, account_id: str, amount: int, *, actor: str, idem: Idem,
-             payment_reference: str | None = None, expires_at: datetime | None = None,
-             metadata: dict[str, Any] | None = None) -> WriteResult:
+def purchase(
+    ledger: Ledger,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    idem: Idem,
+    payment_reference: str | None = None,
+    expires_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WriteResult:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(account_id, lambda a, now: a.purchase(
-        amount, expires_at=expires_at, now=now, payment_reference=payment_reference,
-        **fields), idem)
+    return ledger.execute(
+        account_id,
+        lambda a, now: a.purchase(
+            amount, expires_at=expires_at, now=now, payment_reference=payment_reference, **fields
+        ),
+        idem,
+    )
 
 
-def grant(ledger: Ledger, account_id: str, amount: int, *, actor: str, idem: Idem,
-          reason: str | None = None, expires_at: datetime | None = None,
-          metadata: dict[str, Any] | None = None) -> WriteResult:
+def grant(
+    ledger: Ledger,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    idem: Idem,
+    reason: str | None = None,
+    expires_at: datetime | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WriteResult:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(account_id, lambda a, now: a.grant(
-        amount, expires_at=expires_at, now=now, reason=reason, **fields), idem)
+    return ledger.execute(
+        account_id,
+        lambda a, now: a.grant(amount, expires_at=expires_at, now=now, reason=reason, **fields),
+        idem,
+    )
 
 
-def consume(ledger: Ledger, account_id: str, amount: int, *, actor: str, idem: Idem,
-            operation: str | None = None, model: str | None = None,
-            metadata: dict[str, Any] | None = None) -> WriteResult:
+def consume(
+    ledger: Ledger,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    idem: Idem,
+    operation: str | None = None,
+    model: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WriteResult:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(account_id, lambda a, now: a.consume(
-        amount, now=now, operation=operation, model=model, **fields), idem)
+    return ledger.execute(
+        account_id,
+        lambda a, now: a.consume(amount, now=now, operation=operation, model=model, **fields),
+        idem,
+    )
 
 
-def deduct(ledger: Ledger, account_id: str, amount: int, *, actor: str, idem: Idem,
-           reason: str | None = None, metadata: dict[str, Any] | None = None) -> WriteResult:
+def deduct(
+    ledger: Ledger,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    idem: Idem,
+    reason: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WriteResult:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(account_id, lambda a, now: a.deduct(
-        amount, now=now, reason=reason, **fields), idem)
+    return ledger.execute(
+        account_id, lambda a, now: a.deduct(amount, now=now, reason=reason, **fields), idem
+    )
 
 
-def place_hold(ledger: Ledger, account_id: str, amount: int, *, actor: str, idem: Idem,
-               ttl_seconds: int = 900, operation: str | None = None,
-               metadata: dict[str, Any] | None = None) -> WriteResult:
+def place_hold(
+    ledger: Ledger,
+    account_id: str,
+    amount: int,
+    *,
+    actor: str,
+    idem: Idem,
+    ttl_seconds: int = 900,
+    operation: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> WriteResult:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(account_id, lambda a, now: a.place_hold(
-        amount, ttl_seconds=ttl_seconds, now=now, operation=operation, **fields), idem)
+    return ledger.execute(
+        account_id,
+        lambda a, now: a.place_hold(
+            amount, ttl_seconds=ttl_seconds, now=now, operation=operation, **fields
+        ),
+        idem,
+    )
 
 
-def capture_hold(ledger: Ledger, account_id: str, hold_id: UUID, amount: int | None, *,
-                 actor: str, idem: Idem) -> WriteResult:
+def capture_hold(
+    ledger: Ledger, account_id: str, hold_id: UUID, amount: int | None, *, actor: str, idem: Idem
+) -> WriteResult:
     """Raises HoldNotFound (404), HoldNotActive (409), ValidationFailed (422)."""
     _check_hold(ledger, account_id, hold_id)
     fields = _common(actor, idem, None)
-    return _on_hold(ledger, account_id, hold_id, idem, lambda a, now: a.capture_hold(
-        str(hold_id), amount, now=now, **fields))
+    return _on_hold(
+        ledger,
+        account_id,
+        hold_id,
+        idem,
+        lambda a, now: a.capture_hold(str(hold_id), amount, now=now, **fields),
+    )
 
 
-def release_hold(ledger: Ledger, account_id: str, hold_id: UUID, *, actor: str,
-                 idem: Idem) -> WriteResult:
+def release_hold(
+    ledger: Ledger, account_id: str, hold_id: UUID, *, actor: str, idem: Idem
+) -> WriteResult:
     """Raises HoldNotFound (404), HoldNotActive (409)."""
     _check_hold(ledger, account_id, hold_id)
     fields = _common(actor, idem, None)
-    return _on_hold(ledger, account_id, hold_id, idem, lambda a, now: a.release_hold(
-        str(hold_id), now=now, **fields))
+    return _on_hold(
+        ledger,
+        account_id,
+        hold_id,
+        idem,
+        lambda a, now: a.release_hold(str(hold_id), now=now, **fields),
+    )
 
 
-def refund(ledger: Ledger, account_id: str, entry_id: UUID, amount: int | None, *,
-           actor: str, idem: Idem, reason: str | None = None) -> WriteResult:
+def refund(
+    ledger: Ledger,
+    account_id: str,
+    entry_id: UUID,
+    amount: int | None,
+    *,
+    actor: str,
+    idem: Idem,
+    reason: str | None = None,
+) -> WriteResult:
     """Raises EntryNotFound (404) unless ``entry_id`` is a consumption (or hold
     capture) of the account; RefundExceedsConsumption (409)."""
     version = entry_version_of(account_uuid(account_id), entry_id)
@@ -99,15 +178,21 @@ def refund(ledger: Ledger, account_id: str, entry_id: UUID, amount: int | None, 
         raise EntryNotFound(f"entry {entry_id} is a {entry.entry_type.value}, not a consumption")
     target = RefundTarget(str(entry_id), entry.amount, list(entry.draws))
     fields = _common(actor, idem, None)
-    return ledger.execute(account_id, lambda a, now: a.refund(
-        target, amount, now=now, reason=reason, **fields), idem)
+    return ledger.execute(
+        account_id, lambda a, now: a.refund(target, amount, now=now, reason=reason, **fields), idem
+    )
 
 
-def set_credit_limit(ledger: Ledger, account_id: str, credit_limit: int, *, actor: str,
-                     idem: Idem) -> WriteResult:
+def set_credit_limit(
+    ledger: Ledger, account_id: str, credit_limit: int, *, actor: str, idem: Idem
+) -> WriteResult:
     fields = _common(actor, idem, None)
-    return ledger.execute(account_id, lambda a, now: a.set_credit_limit(
-        credit_limit, now=now, **fields), idem, status=200)
+    return ledger.execute(
+        account_id,
+        lambda a, now: a.set_credit_limit(credit_limit, now=now, **fields),
+        idem,
+        status=200,
+    )
 
 
 def _check_hold(ledger: Ledger, account_id: str, hold_id: UUID) -> None:
@@ -123,8 +208,9 @@ def _check_hold(ledger: Ledger, account_id: str, hold_id: UUID) -> None:
         raise HoldNotFound(f"no hold {hold_id} in account {account_id}")
 
 
-def _on_hold(ledger: Ledger, account_id: str, hold_id: UUID, idem: Idem,
-             command: Any) -> WriteResult:
+def _on_hold(
+    ledger: Ledger, account_id: str, hold_id: UUID, idem: Idem, command: Any
+) -> WriteResult:
     def run(account: Account, now: datetime) -> Outcome:
         try:
             outcome: Outcome = command(account, now)

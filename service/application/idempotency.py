@@ -31,8 +31,9 @@ class IdempotencyRequest:
     def of(cls, key: str, method: str, path: str, body: Any) -> IdempotencyRequest:
         """Fingerprints method, path and the parsed JSON body (key order and
         whitespace do not matter) as a SHA-256 hex digest."""
-        canonical = json.dumps([method.upper(), path, body], sort_keys=True,
-                               separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(
+            [method.upper(), path, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
         return cls(key, hashlib.sha256(canonical.encode()).hexdigest())
 
 

@@ -9,6 +9,7 @@ times; in this process, writes to one account are serialized by a lock.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -63,8 +64,9 @@ class Ledger(Application[UUID]):
         Account: 200
     }
 
-    def __init__(self, env: dict[str, str] | None = None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, env: dict[str, str] | None = None, clock: Callable[[], datetime] = utc_now
+    ) -> None:
         super().__init__(env)
         interval = self.env.get("SNAPSHOT_INTERVAL")
         if interval:
@@ -93,9 +95,13 @@ class Ledger(Application[UUID]):
 
     # Writes ------------------------------------------------------------------
 
-    def execute(self, account_id: str, command: Command,
-                idempotency: IdempotencyRequest | None = None,
-                status: int = 201) -> WriteResult:
+    def execute(
+        self,
+        account_id: str,
+        command: Command,
+        idempotency: IdempotencyRequest | None = None,
+        status: int = 201,
+    ) -> WriteResult:
         """Runs ``command`` on the account and saves its entries.
 
         Raises:
@@ -111,8 +117,7 @@ class Ledger(Application[UUID]):
                 return replay
             return self._write(account_id, command, idempotency, status)
 
-    def replay(self, account_id: str,
-               idempotency: IdempotencyRequest) -> WriteResult | None:
+    def replay(self, account_id: str, idempotency: IdempotencyRequest) -> WriteResult | None:
         """The stored answer for ``idempotency.key``, or ``None`` when unused.
 
         Raises:
@@ -127,21 +132,28 @@ class Ledger(Application[UUID]):
             )
         entry, position = self.entry_at(account_id, record.version)
         account = self.get_account(account_id, record.version)
-        body = {"entry": render_entry(entry, position),
-                "balance": render_balance(account.balance(), position)}
+        body = {
+            "entry": render_entry(entry, position),
+            "balance": render_balance(account.balance(), position),
+        }
         return WriteResult(record.status, body, replayed=True, position=position)
 
-    def _write(self, account_id: str, command: Command,
-               idempotency: IdempotencyRequest | None, status: int) -> WriteResult:
+    def _write(
+        self, account_id: str, command: Command, idempotency: IdempotencyRequest | None, status: int
+    ) -> WriteResult:
         for attempt in range(MAX_ATTEMPTS):
             with self._lock_for(account_id):
                 account = self.load_or_open(account_id)
                 outcome = command(account, self.clock())
                 record = None
                 if idempotency is not None:
-                    record = IdempotencyRecord(account_id, idempotency.key,
-                                               idempotency.fingerprint, status,
-                                               outcome.entry.originator_version)
+                    record = IdempotencyRecord(
+                        account_id,
+                        idempotency.key,
+                        idempotency.fingerprint,
+                        status,
+                        outcome.entry.originator_version,
+                    )
                 try:
                     recordings = self.save(account, idempotency=record)
                 except IntegrityError:
@@ -151,10 +163,13 @@ class Ledger(Application[UUID]):
                         if replay is not None:
                             return replay
                 else:
-                    position = next(r.notification.id for r in recordings
-                                    if r.domain_event is outcome.entry)
-                    body = {"entry": render_entry(outcome.entry, position),
-                            "balance": render_balance(outcome.balance, position)}
+                    position = next(
+                        r.notification.id for r in recordings if r.domain_event is outcome.entry
+                    )
+                    body = {
+                        "entry": render_entry(outcome.entry, position),
+                        "balance": render_balance(outcome.balance, position),
+                    }
                     return WriteResult(status, body, position=position)
             time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         raise Unavailable("too many concurrent writes to this account; retry", retry_after=1)
@@ -204,7 +219,8 @@ class Ledger(Application[UUID]):
             LookupError: no entry at that version.
         """
         notifications = self.ledger_recorder.select_entries(
-            account_uuid(account_id), version - 1, 1)
+            account_uuid(account_id), version - 1, 1
+        )
         if not notifications or notifications[0].originator_version != version:
             raise LookupError(version)
         entry = self.mapper.to_domain_event(notifications[0])
@@ -222,7 +238,5 @@ class Ledger(Application[UUID]):
     def _evict(self, account_id: str) -> None:
         cache = self.repository.cache
         if cache is not None:
-            try:
+            with contextlib.suppress(KeyError):
                 cache.get(account_uuid(account_id), evict=True)
-            except KeyError:
-                pass

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.utils import get_topic
 
 from service.application.ledger import Ledger
 from service.application.rendering import render_balance, render_entry, rfc3339
@@ -16,7 +17,6 @@ from service.domain.account import Account
 from service.domain.errors import AccountNotFound, EntryNotFound
 from service.domain.events import ENTRY_EVENTS, LedgerEntry
 from service.domain.values import Balance, account_uuid
-from eventsourcing.utils import get_topic
 
 ENTRY_TOPICS: tuple[str, ...] = tuple(get_topic(cls) for cls in ENTRY_EVENTS)
 
@@ -31,8 +31,9 @@ def _account(ledger: Ledger, account_id: str, version: int | None = None) -> Acc
     return account
 
 
-def account_entries(ledger: Ledger, account_id: str, after_version: int,
-                    limit: int) -> dict[str, Any]:
+def account_entries(
+    ledger: Ledger, account_id: str, after_version: int, limit: int
+) -> dict[str, Any]:
     """``{"entries": [...], "next_after_version": int | None}``: up to ``limit``
     entries with version > ``after_version``, in version order.
 
@@ -40,7 +41,8 @@ def account_entries(ledger: Ledger, account_id: str, after_version: int,
         AccountNotFound: the account has no entries (404).
     """
     notifications = ledger.ledger_recorder.select_entries(
-        account_uuid(account_id), max(after_version, 0), limit + 1)
+        account_uuid(account_id), max(after_version, 0), limit + 1
+    )
     if not notifications and not _exists(ledger, account_id):
         raise AccountNotFound(f"account {account_id} has no entries")
     page = notifications[:limit]
@@ -50,15 +52,18 @@ def account_entries(ledger: Ledger, account_id: str, after_version: int,
         assert isinstance(entry, LedgerEntry)
         entries.append(render_entry(entry, n.id))
     more = len(notifications) > limit
-    return {"entries": entries,
-            "next_after_version": entries[-1]["version"] if more and entries else None}
+    return {
+        "entries": entries,
+        "next_after_version": entries[-1]["version"] if more and entries else None,
+    }
 
 
 def global_entries(ledger: Ledger, after_position: int, limit: int) -> dict[str, Any]:
     """``{"entries": [...], "next_after_position": int | None}``: the global log
     after ``after_position``, in position order."""
     notifications = ledger.recorder.select_notifications(
-        start=after_position, limit=limit + 1, topics=ENTRY_TOPICS, inclusive_of_start=False)
+        start=after_position, limit=limit + 1, topics=ENTRY_TOPICS, inclusive_of_start=False
+    )
     page = notifications[:limit]
     entries = []
     for n in page:
@@ -66,8 +71,10 @@ def global_entries(ledger: Ledger, after_position: int, limit: int) -> dict[str,
         assert isinstance(entry, LedgerEntry)
         entries.append(render_entry(entry, n.id))
     more = len(notifications) > limit
-    return {"entries": entries,
-            "next_after_position": entries[-1]["position"] if more and entries else None}
+    return {
+        "entries": entries,
+        "next_after_position": entries[-1]["position"] if more and entries else None,
+    }
 
 
 def balance_at_version(ledger: Ledger, account_id: str, version: int) -> dict[str, Any]:
@@ -110,17 +117,35 @@ def active_holds(ledger: Ledger, account_id: str) -> dict[str, Any]:
     """``{"holds": [...]}``: holds still active now (expired ones excluded)."""
     account = _settled(ledger, account_id)
     holds = sorted(account.holds.values(), key=lambda h: h.created_at)
-    return {"holds": [{"hold_id": h.hold_id, "amount": h.amount,
-                       "expires_at": rfc3339(h.expires_at), "operation": h.operation,
-                       "created_at": rfc3339(h.created_at)} for h in holds]}
+    return {
+        "holds": [
+            {
+                "hold_id": h.hold_id,
+                "amount": h.amount,
+                "expires_at": rfc3339(h.expires_at),
+                "operation": h.operation,
+                "created_at": rfc3339(h.created_at),
+            }
+            for h in holds
+        ]
+    }
 
 
 def credit_buckets(ledger: Ledger, account_id: str) -> dict[str, Any]:
     """``{"credits": [...]}``: buckets with tokens left now, in draw-down order."""
     account = _settled(ledger, account_id)
-    return {"credits": [{"entry_id": b.entry_id, "type": b.type, "amount": b.amount,
-                         "remaining": b.remaining, "expires_at": rfc3339(b.expires_at)}
-                        for b in account.credits()]}
+    return {
+        "credits": [
+            {
+                "entry_id": b.entry_id,
+                "type": b.type,
+                "amount": b.amount,
+                "remaining": b.remaining,
+                "expires_at": rfc3339(b.expires_at),
+            }
+            for b in account.credits()
+        ]
+    }
 
 
 def current_balance(ledger: Ledger, account_id: str) -> Balance:

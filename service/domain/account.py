@@ -66,19 +66,28 @@ class Account(Aggregate):
 
     # Commands ----------------------------------------------------------------
 
-    def purchase(self, amount: int, *, expires_at: datetime | None, now: datetime,
-                 **fields: Any) -> Outcome:
+    def purchase(
+        self, amount: int, *, expires_at: datetime | None, now: datetime, **fields: Any
+    ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
-        return self._record(ev.Purchased, now, amount=amount, delta_available=amount,
-                            expires_at=expires_at, **fields)
+        return self._record(
+            ev.Purchased,
+            now,
+            amount=amount,
+            delta_available=amount,
+            expires_at=expires_at,
+            **fields,
+        )
 
-    def grant(self, amount: int, *, expires_at: datetime | None, now: datetime,
-              **fields: Any) -> Outcome:
+    def grant(
+        self, amount: int, *, expires_at: datetime | None, now: datetime, **fields: Any
+    ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
-        return self._record(ev.Granted, now, amount=amount, delta_available=amount,
-                            expires_at=expires_at, **fields)
+        return self._record(
+            ev.Granted, now, amount=amount, delta_available=amount, expires_at=expires_at, **fields
+        )
 
     def consume(self, amount: int, *, now: datetime, **fields: Any) -> Outcome:
         return self._debit(ev.Consumed, amount, now, **fields)
@@ -86,16 +95,23 @@ class Account(Aggregate):
     def deduct(self, amount: int, *, now: datetime, **fields: Any) -> Outcome:
         return self._debit(ev.Deducted, amount, now, **fields)
 
-    def place_hold(self, amount: int, *, ttl_seconds: int, now: datetime,
-                   **fields: Any) -> Outcome:
+    def place_hold(self, amount: int, *, ttl_seconds: int, now: datetime, **fields: Any) -> Outcome:
         self.settle(now)  # expiries first: the hold's entry is then at version + 1
         expires_at = now + timedelta(seconds=ttl_seconds)
         hold_id = str(entry_id_for(self.id, self.version + 1))
-        return self._debit(ev.HoldPlaced, amount, now, delta_held=amount,
-                           hold_id=hold_id, expires_at=expires_at, **fields)
+        return self._debit(
+            ev.HoldPlaced,
+            amount,
+            now,
+            delta_held=amount,
+            hold_id=hold_id,
+            expires_at=expires_at,
+            **fields,
+        )
 
-    def capture_hold(self, hold_id: str, amount: int | None, *, now: datetime,
-                     **fields: Any) -> Outcome:
+    def capture_hold(
+        self, hold_id: str, amount: int | None, *, now: datetime, **fields: Any
+    ) -> Outcome:
         hold = self.get_active_hold(hold_id, now)
         captured = hold.amount if amount is None else amount
         if captured > hold.amount:
@@ -103,23 +119,40 @@ class Account(Aggregate):
                 ["body", "amount"], f"capture of {captured} exceeds the hold of {hold.amount}"
             )
         consumed, released = split_draws(hold.draws, captured)
-        outcome = self._record(ev.HoldCaptured, now, amount=captured, hold_id=hold_id,
-                               delta_available=hold.amount - captured,
-                               delta_held=-hold.amount, draws=consumed,
-                               restores=released, operation=hold.operation, **fields)
+        outcome = self._record(
+            ev.HoldCaptured,
+            now,
+            amount=captured,
+            hold_id=hold_id,
+            delta_available=hold.amount - captured,
+            delta_held=-hold.amount,
+            draws=consumed,
+            restores=released,
+            operation=hold.operation,
+            **fields,
+        )
         self.settle(now)
         return outcome
 
     def release_hold(self, hold_id: str, *, now: datetime, **fields: Any) -> Outcome:
         hold = self.get_active_hold(hold_id, now)
-        outcome = self._record(ev.HoldReleased, now, amount=hold.amount, hold_id=hold_id,
-                               delta_available=hold.amount, delta_held=-hold.amount,
-                               restores=hold.draws, operation=hold.operation, **fields)
+        outcome = self._record(
+            ev.HoldReleased,
+            now,
+            amount=hold.amount,
+            hold_id=hold_id,
+            delta_available=hold.amount,
+            delta_held=-hold.amount,
+            restores=hold.draws,
+            operation=hold.operation,
+            **fields,
+        )
         self.settle(now)
         return outcome
 
-    def refund(self, target: RefundTarget, amount: int | None, *, now: datetime,
-               **fields: Any) -> Outcome:
+    def refund(
+        self, target: RefundTarget, amount: int | None, *, now: datetime, **fields: Any
+    ) -> Outcome:
         self.settle(now)
         already = self.refunded_of.get(target.entry_id, 0)
         left = target.amount - already
@@ -130,13 +163,19 @@ class Account(Aggregate):
                 extra={"refundable": left, "requested": refund},
             )
         restores = refund_restores(target.draws, already, refund)
-        outcome = self._record(ev.Refunded, now, amount=refund, delta_available=refund,
-                               refund_of=target.entry_id, restores=restores, **fields)
+        outcome = self._record(
+            ev.Refunded,
+            now,
+            amount=refund,
+            delta_available=refund,
+            refund_of=target.entry_id,
+            restores=restores,
+            **fields,
+        )
         self.settle(now)
         return outcome
 
-    def set_credit_limit(self, credit_limit: int, *, now: datetime,
-                         **fields: Any) -> Outcome:
+    def set_credit_limit(self, credit_limit: int, *, now: datetime, **fields: Any) -> Outcome:
         self.settle(now)
         if self.available < -credit_limit:
             raise ValidationFailed.at(
@@ -153,18 +192,31 @@ class Account(Aggregate):
         while (due := self._next_due(now)) is not None:
             if isinstance(due, Hold):
                 outcome = self._record(
-                    ev.HoldExpired, now, amount=due.amount, hold_id=due.hold_id,
-                    delta_available=due.amount, delta_held=-due.amount,
-                    restores=due.draws, expires_at=due.expires_at,
-                    operation=due.operation, actor=SYSTEM_ACTOR)
+                    ev.HoldExpired,
+                    now,
+                    amount=due.amount,
+                    hold_id=due.hold_id,
+                    delta_available=due.amount,
+                    delta_held=-due.amount,
+                    restores=due.draws,
+                    expires_at=due.expires_at,
+                    operation=due.operation,
+                    actor=SYSTEM_ACTOR,
+                )
             else:
-                draw = Draw(due.entry_id, due.remaining, due.expires_at, due.type,
-                            due.amount, due.seq)
+                draw = Draw(
+                    due.entry_id, due.remaining, due.expires_at, due.type, due.amount, due.seq
+                )
                 outcome = self._record(
-                    ev.CreditExpired, now, amount=due.remaining,
-                    delta_available=-due.remaining, draws=[draw],
-                    expires_at=due.expires_at, actor=SYSTEM_ACTOR,
-                    metadata={"credit_entry_id": due.entry_id})
+                    ev.CreditExpired,
+                    now,
+                    amount=due.remaining,
+                    delta_available=-due.remaining,
+                    draws=[draw],
+                    expires_at=due.expires_at,
+                    actor=SYSTEM_ACTOR,
+                    metadata={"credit_entry_id": due.entry_id},
+                )
             entries.append(outcome.entry)
         return entries
 
@@ -196,16 +248,23 @@ class Account(Aggregate):
     def balance(self) -> Balance:
         """The balance right after the current version (``position`` unknown)."""
         return Balance(
-            account_id=self.account_id, available=self.available, held=self.held,
-            credit_limit=self.credit_limit, purchased=self.purchased,
-            granted=self.granted, consumed=self.consumed, refunded=self.refunded,
-            deducted=self.deducted, expired=self.expired, version=self.version,
-            updated_at=self.modified_on if self.version else None)
+            account_id=self.account_id,
+            available=self.available,
+            held=self.held,
+            credit_limit=self.credit_limit,
+            purchased=self.purchased,
+            granted=self.granted,
+            consumed=self.consumed,
+            refunded=self.refunded,
+            deducted=self.deducted,
+            expired=self.expired,
+            version=self.version,
+            updated_at=self.modified_on if self.version else None,
+        )
 
     def credits(self) -> list[Bucket]:
         """Buckets with tokens left, in draw-down order."""
-        return sorted((b for b in self.buckets.values() if b.remaining > 0),
-                      key=Bucket.draw_order)
+        return sorted((b for b in self.buckets.values() if b.remaining > 0), key=Bucket.draw_order)
 
     # Mutators used by the entry events (see ``service.domain.events``) ------
 
@@ -228,9 +287,14 @@ class Account(Aggregate):
         self.debt -= repaid
         entry_id = str(entry_id_for(self.id, entry.originator_version))
         if entry.amount > repaid:
-            self.buckets[entry_id] = Bucket(entry_id, entry.entry_type.value, entry.amount,
-                                            entry.amount - repaid, entry.expires_at,
-                                            entry.originator_version)
+            self.buckets[entry_id] = Bucket(
+                entry_id,
+                entry.entry_type.value,
+                entry.amount,
+                entry.amount - repaid,
+                entry.expires_at,
+                entry.originator_version,
+            )
 
     def take(self, draws: list[Draw]) -> None:
         for draw in draws:
@@ -249,13 +313,25 @@ class Account(Aggregate):
             elif draw.bucket in self.buckets:
                 self.buckets[draw.bucket].remaining += draw.amount
             else:
-                self.buckets[draw.bucket] = Bucket(draw.bucket, draw.type, draw.bucket_amount,
-                                                   draw.amount, draw.expires_at, draw.seq)
+                self.buckets[draw.bucket] = Bucket(
+                    draw.bucket,
+                    draw.type,
+                    draw.bucket_amount,
+                    draw.amount,
+                    draw.expires_at,
+                    draw.seq,
+                )
 
     def open_hold(self, entry: ev.LedgerEntry) -> None:
         assert entry.hold_id is not None and entry.expires_at is not None
-        self.holds[entry.hold_id] = Hold(entry.hold_id, entry.amount, entry.expires_at,
-                                         entry.operation, entry.timestamp, list(entry.draws))
+        self.holds[entry.hold_id] = Hold(
+            entry.hold_id,
+            entry.amount,
+            entry.expires_at,
+            entry.operation,
+            entry.timestamp,
+            list(entry.draws),
+        )
 
     def close_hold(self, entry: ev.LedgerEntry) -> None:
         assert entry.hold_id is not None
@@ -264,24 +340,28 @@ class Account(Aggregate):
 
     # Internals ---------------------------------------------------------------
 
-    def _debit(self, event_class: type[ev.LedgerEntry], amount: int, now: datetime,
-               **fields: Any) -> Outcome:
+    def _debit(
+        self, event_class: type[ev.LedgerEntry], amount: int, now: datetime, **fields: Any
+    ) -> Outcome:
         self.settle(now)
         self.check_can_take(amount)
         draws = plan_draws(self.buckets.values(), amount)
-        return self._record(event_class, now, amount=amount, delta_available=-amount,
-                            draws=draws, **fields)
+        return self._record(
+            event_class, now, amount=amount, delta_available=-amount, draws=draws, **fields
+        )
 
     def _next_due(self, now: datetime) -> Hold | Bucket | None:
         due: list[tuple[datetime, int, Hold | Bucket]] = [
             (h.expires_at, 0, h) for h in self.holds.values() if h.expires_at <= now
         ]
-        due += [(b.expires_at, 1, b) for b in self.buckets.values()
-                if b.expires_at is not None and b.expires_at <= now and b.remaining > 0]
+        due += [
+            (b.expires_at, 1, b)
+            for b in self.buckets.values()
+            if b.expires_at is not None and b.expires_at <= now and b.remaining > 0
+        ]
         return min(due, key=lambda d: (d[0], d[1]))[2] if due else None
 
-    def _record(self, event_class: type[ev.LedgerEntry], now: datetime,
-                **fields: Any) -> Outcome:
+    def _record(self, event_class: type[ev.LedgerEntry], now: datetime, **fields: Any) -> Outcome:
         values: dict[str, Any] = dict(_ENTRY_DEFAULTS, account_id=self.account_id)
         values.update(fields)
         self.trigger_event(event_class, timestamp=now, **values)
@@ -291,8 +371,18 @@ class Account(Aggregate):
 
 
 _ENTRY_DEFAULTS: dict[str, Any] = {
-    "delta_available": 0, "delta_held": 0, "actor": SYSTEM_ACTOR,
-    "idempotency_key": None, "operation": None, "model": None,
-    "payment_reference": None, "reason": None, "hold_id": None, "refund_of": None,
-    "expires_at": None, "metadata": {}, "draws": [], "restores": [],
+    "delta_available": 0,
+    "delta_held": 0,
+    "actor": SYSTEM_ACTOR,
+    "idempotency_key": None,
+    "operation": None,
+    "model": None,
+    "payment_reference": None,
+    "reason": None,
+    "hold_id": None,
+    "refund_of": None,
+    "expires_at": None,
+    "metadata": {},
+    "draws": [],
+    "restores": [],
 }

@@ -39,8 +39,12 @@ def client(
             yield c
         return
     with fresh_postgres_database() as url, fresh_redis_database() as redis_url:
-        settings = Settings(database_url=url, database_schema="ledger", redis_url=redis_url,
-                            admin_api_key="test-admin-key")
+        settings = Settings(
+            database_url=url,
+            database_schema="ledger",
+            redis_url=redis_url,
+            admin_api_key="test-admin-key",
+        )
         with TestClient(create_app(settings)) as c:
             yield c
 
@@ -50,23 +54,31 @@ def new_account() -> str:
 
 
 def make_key(client: TestClient, *scopes: str) -> dict[str, str]:
-    r = client.post("/v1/api-keys", json={"name": f"k-{uuid.uuid4().hex[:10]}",
-                                          "scopes": list(scopes)}, headers=ADMIN)
+    r = client.post(
+        "/v1/api-keys",
+        json={"name": f"k-{uuid.uuid4().hex[:10]}", "scopes": list(scopes)},
+        headers=ADMIN,
+    )
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['key']}"}
 
 
 def purchase(client: TestClient, account: str, amount: int = 1000, **extra: Any) -> dict[str, Any]:
-    r = client.post(f"/v1/accounts/{account}/purchases", json={"amount": amount, **extra},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases", json={"amount": amount, **extra}, headers=ADMIN
+    )
     assert r.status_code == 201, r.text
     return r.json()
 
 
-def balance(client: TestClient, account: str, position: int,
-            headers: dict[str, str] = ADMIN) -> dict[str, Any]:
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"min_position": position, "wait": 5}, headers=headers)
+def balance(
+    client: TestClient, account: str, position: int, headers: dict[str, str] = ADMIN
+) -> dict[str, Any]:
+    r = client.get(
+        f"/v1/accounts/{account}/balance",
+        params={"min_position": position, "wait": 5},
+        headers=headers,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert "stale" not in body
@@ -143,9 +155,11 @@ def test_a_purchase_answers_201_with_the_entry_and_the_balance_after_it(
     client: TestClient,
 ) -> None:
     account = new_account()
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 1000, "payment_reference": "pi_1", "metadata": {"a": 1}},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases",
+        json={"amount": 1000, "payment_reference": "pi_1", "metadata": {"a": 1}},
+        headers=ADMIN,
+    )
     assert r.status_code == 201
     assert r.headers["content-type"].startswith("application/json")
     entry, bal = r.json()["entry"], r.json()["balance"]
@@ -170,8 +184,9 @@ def test_a_grant_needs_a_reason_and_is_recorded_with_it(client: TestClient) -> N
     r = client.post(f"/v1/accounts/{account}/grants", json={"amount": 50}, headers=ADMIN)
     body = assert_problem(r, 422, "validation-error")
     assert body["errors"][0]["loc"] == ["body", "reason"]
-    r = client.post(f"/v1/accounts/{account}/grants",
-                    json={"amount": 50, "reason": "welcome"}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/grants", json={"amount": 50, "reason": "welcome"}, headers=ADMIN
+    )
     assert r.status_code == 201
     assert r.json()["entry"]["type"] == "grant"
     assert r.json()["entry"]["reason"] == "welcome"
@@ -181,9 +196,11 @@ def test_a_grant_needs_a_reason_and_is_recorded_with_it(client: TestClient) -> N
 def test_a_consumption_within_the_balance_is_recorded(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 1000)
-    r = client.post(f"/v1/accounts/{account}/consumptions",
-                    json={"amount": 120, "operation": "chat.completion", "model": "gpt-4o"},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/consumptions",
+        json={"amount": 120, "operation": "chat.completion", "model": "gpt-4o"},
+        headers=ADMIN,
+    )
     assert r.status_code == 201
     entry = r.json()["entry"]
     assert entry["type"] == "consumption" and entry["delta_available"] == -120
@@ -195,8 +212,7 @@ def test_a_consumption_within_the_balance_is_recorded(client: TestClient) -> Non
 def test_a_consumption_beyond_the_balance_is_refused_with_402(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 100)
-    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 101},
-                    headers=ADMIN)
+    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 101}, headers=ADMIN)
     body = assert_problem(r, 402, "insufficient-balance")
     assert body["available"] == 100 and body["requested"] == 101
     assert entry_count(client, account) == 1
@@ -205,13 +221,17 @@ def test_a_consumption_beyond_the_balance_is_refused_with_402(client: TestClient
 def test_a_deduction_takes_tokens_and_is_refused_beyond_the_balance(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 100)
-    r = client.post(f"/v1/accounts/{account}/deductions",
-                    json={"amount": 30, "reason": "chargeback"}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/deductions",
+        json={"amount": 30, "reason": "chargeback"},
+        headers=ADMIN,
+    )
     assert r.status_code == 201
     assert r.json()["entry"]["type"] == "deduction"
     assert r.json()["balance"]["deducted"] == 30
-    r = client.post(f"/v1/accounts/{account}/deductions",
-                    json={"amount": 71, "reason": "x"}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/deductions", json={"amount": 71, "reason": "x"}, headers=ADMIN
+    )
     assert_problem(r, 402, "insufficient-balance")
 
 
@@ -230,12 +250,16 @@ def test_a_deduction_takes_tokens_and_is_refused_beyond_the_balance(client: Test
     ],
 )
 def test_an_amount_that_is_not_a_positive_integer_up_to_10_15_is_refused_with_422(
-    client: TestClient, raw: bytes,
+    client: TestClient,
+    raw: bytes,
 ) -> None:
     account = new_account()
     purchase(client, account, 1000)
-    r = client.post(f"/v1/accounts/{account}/consumptions", content=raw,
-                    headers={**ADMIN, "Content-Type": "application/json"})
+    r = client.post(
+        f"/v1/accounts/{account}/consumptions",
+        content=raw,
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
     body = assert_problem(r, 422, "validation-error")
     assert body["errors"][0]["loc"] == ["body", "amount"]
     assert body["errors"][0]["msg"]
@@ -243,30 +267,40 @@ def test_an_amount_that_is_not_a_positive_integer_up_to_10_15_is_refused_with_42
 
 
 def test_an_unknown_body_field_is_refused_with_422(client: TestClient) -> None:
-    r = client.post(f"/v1/accounts/{new_account()}/purchases",
-                    json={"amount": 5, "ammount": 5}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases", json={"amount": 5, "ammount": 5}, headers=ADMIN
+    )
     body = assert_problem(r, 422, "validation-error")
     assert body["errors"][0]["loc"] == ["body", "ammount"]
 
 
 def test_a_body_that_is_not_json_is_refused_with_400(client: TestClient) -> None:
     for raw in (b'{"amount": 5', b"amount=5", b'{"amount": NaN}', b"\xff\xfe"):
-        r = client.post(f"/v1/accounts/{new_account()}/purchases", content=raw,
-                        headers={**ADMIN, "Content-Type": "application/json"})
+        r = client.post(
+            f"/v1/accounts/{new_account()}/purchases",
+            content=raw,
+            headers={**ADMIN, "Content-Type": "application/json"},
+        )
         assert_problem(r, 400, "malformed-request")
 
 
 def test_a_json_body_that_is_not_an_object_is_refused_with_422(client: TestClient) -> None:
     for raw in (b"[1]", b"5", b'"x"', b"null"):
-        r = client.post(f"/v1/accounts/{new_account()}/purchases", content=raw,
-                        headers={**ADMIN, "Content-Type": "application/json"})
+        r = client.post(
+            f"/v1/accounts/{new_account()}/purchases",
+            content=raw,
+            headers={**ADMIN, "Content-Type": "application/json"},
+        )
         assert_problem(r, 422, "validation-error")
 
 
 def test_a_body_over_64_kib_is_refused_with_413(client: TestClient) -> None:
     big = json.dumps({"amount": 5, "metadata": {"x": "y" * 70_000}}).encode()
-    r = client.post(f"/v1/accounts/{new_account()}/purchases", content=big,
-                    headers={**ADMIN, "Content-Type": "application/json"})
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        content=big,
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
     assert_problem(r, 413, "payload-too-large")
 
 
@@ -277,33 +311,41 @@ def test_a_streamed_body_over_64_kib_is_refused_with_413(client: TestClient) -> 
             yield b"y" * 4096
         yield b'"}}'
 
-    r = client.post(f"/v1/accounts/{new_account()}/purchases", content=chunks(),
-                    headers={**ADMIN, "Content-Type": "application/json"})
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        content=chunks(),
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
     assert_problem(r, 413, "payload-too-large")
 
 
 def test_metadata_with_too_many_keys_or_bytes_is_refused_with_422(client: TestClient) -> None:
     account = new_account()
     many = {f"k{i}": i for i in range(51)}
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 5, "metadata": many}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases", json={"amount": 5, "metadata": many}, headers=ADMIN
+    )
     assert_problem(r, 422, "validation-error")
     big = {"x": "y" * 8200}
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 5, "metadata": big}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases", json={"amount": 5, "metadata": big}, headers=ADMIN
+    )
     assert_problem(r, 422, "validation-error")
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 5, "metadata": [1]}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases", json={"amount": 5, "metadata": [1]}, headers=ADMIN
+    )
     assert_problem(r, 422, "validation-error")
     ok = {f"k{i}": i for i in range(50)}
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 5, "metadata": ok}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases", json={"amount": 5, "metadata": ok}, headers=ADMIN
+    )
     assert r.status_code == 201
 
 
 @pytest.mark.parametrize("account", ["-leading-dash", "a" * 129, "has space", "ümlaut", "a,b"])
 def test_an_account_id_outside_the_syntax_is_refused_with_422(
-    client: TestClient, account: str,
+    client: TestClient,
+    account: str,
 ) -> None:
     r = client.post(f"/v1/accounts/{account}/purchases", json={"amount": 5}, headers=ADMIN)
     body = assert_problem(r, 422, "validation-error")
@@ -321,9 +363,11 @@ def test_an_account_id_of_128_characters_from_the_whole_alphabet_is_accepted(
 
 def test_a_purchase_with_an_expiry_forms_a_credit_bucket(client: TestClient) -> None:
     account = new_account()
-    r = client.post(f"/v1/accounts/{account}/purchases",
-                    json={"amount": 100, "expires_at": "2999-01-01T01:00:00+01:00"},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/purchases",
+        json={"amount": 100, "expires_at": "2999-01-01T01:00:00+01:00"},
+        headers=ADMIN,
+    )
     assert r.status_code == 201
     assert r.json()["entry"]["expires_at"] == "2999-01-01T00:00:00.000000Z"
     purchase(client, account, 50)
@@ -336,13 +380,18 @@ def test_a_purchase_with_an_expiry_forms_a_credit_bucket(client: TestClient) -> 
     assert credits[1]["expires_at"] is None
 
 
-@pytest.mark.parametrize("expires_at", ["2999-01-01T00:00:00", "2999-01-01", "tomorrow", 5,
-                                        "2000-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "expires_at", ["2999-01-01T00:00:00", "2999-01-01", "tomorrow", 5, "2000-01-01T00:00:00Z"]
+)
 def test_an_expiry_that_is_naive_malformed_or_past_is_refused_with_422(
-    client: TestClient, expires_at: Any,
+    client: TestClient,
+    expires_at: Any,
 ) -> None:
-    r = client.post(f"/v1/accounts/{new_account()}/purchases",
-                    json={"amount": 5, "expires_at": expires_at}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        json={"amount": 5, "expires_at": expires_at},
+        headers=ADMIN,
+    )
     assert_problem(r, 422, "validation-error")
 
 
@@ -354,8 +403,9 @@ def test_a_hold_reserves_tokens_and_a_capture_consumes_part_and_releases_the_res
 ) -> None:
     account = new_account()
     purchase(client, account, 1000)
-    r = client.post(f"/v1/accounts/{account}/holds",
-                    json={"amount": 300, "operation": "chat"}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/holds", json={"amount": 300, "operation": "chat"}, headers=ADMIN
+    )
     assert r.status_code == 201
     entry = r.json()["entry"]
     hold_id = entry["hold_id"]
@@ -366,15 +416,21 @@ def test_a_hold_reserves_tokens_and_a_capture_consumes_part_and_releases_the_res
     [hold] = r.json()["holds"]
     assert hold["hold_id"] == hold_id and hold["amount"] == 300 and hold["operation"] == "chat"
     assert hold["expires_at"].endswith("Z") and hold["created_at"].endswith("Z")
-    r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/capture", json={"amount": 301},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/holds/{hold_id}/capture", json={"amount": 301}, headers=ADMIN
+    )
     assert_problem(r, 422, "validation-error")
-    r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/capture", json={"amount": 200},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/holds/{hold_id}/capture", json={"amount": 200}, headers=ADMIN
+    )
     assert r.status_code == 201
     assert r.json()["entry"]["type"] == "hold_capture"
-    assert r.json()["balance"] == {**r.json()["balance"], "held": 0, "available": 800,
-                                   "consumed": 200}
+    assert r.json()["balance"] == {
+        **r.json()["balance"],
+        "held": 0,
+        "available": 800,
+        "consumed": 200,
+    }
     r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/release", json={}, headers=ADMIN)
     assert_problem(r, 409, "hold-not-active")
     assert client.get(f"/v1/accounts/{account}/holds", headers=ADMIN).json() == {"holds": []}
@@ -383,8 +439,9 @@ def test_a_hold_reserves_tokens_and_a_capture_consumes_part_and_releases_the_res
 def test_a_released_hold_returns_its_tokens_and_cannot_be_captured(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 100)
-    hold_id = client.post(f"/v1/accounts/{account}/holds", json={"amount": 60},
-                          headers=ADMIN).json()["entry"]["hold_id"]
+    hold_id = client.post(
+        f"/v1/accounts/{account}/holds", json={"amount": 60}, headers=ADMIN
+    ).json()["entry"]["hold_id"]
     r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/release", headers=ADMIN)
     assert r.status_code == 201
     assert r.json()["entry"]["type"] == "hold_release"
@@ -397,11 +454,13 @@ def test_a_hold_ttl_outside_1_to_86400_is_refused_with_422(client: TestClient) -
     account = new_account()
     purchase(client, account, 100)
     for ttl in (0, 86401, 1.5, True):
-        r = client.post(f"/v1/accounts/{account}/holds", json={"amount": 1, "ttl_seconds": ttl},
-                        headers=ADMIN)
+        r = client.post(
+            f"/v1/accounts/{account}/holds", json={"amount": 1, "ttl_seconds": ttl}, headers=ADMIN
+        )
         assert_problem(r, 422, "validation-error")
-    r = client.post(f"/v1/accounts/{account}/holds", json={"amount": 1, "ttl_seconds": 86400},
-                    headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{account}/holds", json={"amount": 1, "ttl_seconds": 86400}, headers=ADMIN
+    )
     assert r.status_code == 201
 
 
@@ -409,19 +468,18 @@ def test_an_unknown_or_malformed_hold_id_is_404_hold_not_found(client: TestClien
     account = new_account()
     purchase(client, account, 100)
     for hold_id in (str(uuid.uuid4()), "not-a-uuid"):
-        r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/capture", json={},
-                        headers=ADMIN)
+        r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/capture", json={}, headers=ADMIN)
         assert_problem(r, 404, "hold-not-found")
-        r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/release", json={},
-                        headers=ADMIN)
+        r = client.post(f"/v1/accounts/{account}/holds/{hold_id}/release", json={}, headers=ADMIN)
         assert_problem(r, 404, "hold-not-found")
 
 
 def test_a_refund_defaults_to_what_is_unrefunded_and_cannot_exceed_it(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 1000)
-    consumption = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 100},
-                              headers=ADMIN).json()["entry"]
+    consumption = client.post(
+        f"/v1/accounts/{account}/consumptions", json={"amount": 100}, headers=ADMIN
+    ).json()["entry"]
     url = f"/v1/accounts/{account}/consumptions/{consumption['id']}/refunds"
     r = client.post(url, json={"amount": 40, "reason": "bad answer"}, headers=ADMIN)
     assert r.status_code == 201
@@ -440,8 +498,9 @@ def test_a_refund_of_an_unknown_or_non_consumption_entry_is_404(client: TestClie
     account = new_account()
     bought = purchase(client, account, 1000)["entry"]
     for entry_id in (str(uuid.uuid4()), "nope", bought["id"]):
-        r = client.post(f"/v1/accounts/{account}/consumptions/{entry_id}/refunds", json={},
-                        headers=ADMIN)
+        r = client.post(
+            f"/v1/accounts/{account}/consumptions/{entry_id}/refunds", json={}, headers=ADMIN
+        )
         assert_problem(r, 404, "entry-not-found")
 
 
@@ -475,12 +534,14 @@ def test_a_replayed_write_answers_the_original_status_and_body_without_a_new_ent
     account = new_account()
     purchase(client, account, 1000)
     headers = {**ADMIN, "Idempotency-Key": "req-1"}
-    first = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10},
-                        headers=headers)
+    first = client.post(
+        f"/v1/accounts/{account}/consumptions", json={"amount": 10}, headers=headers
+    )
     assert first.status_code == 201
     assert first.json()["entry"]["idempotency_key"] == "req-1"
-    again = client.post(f"/v1/accounts/{account}/consumptions",
-                        content=b'{ "amount" : 10 }', headers=headers)
+    again = client.post(
+        f"/v1/accounts/{account}/consumptions", content=b'{ "amount" : 10 }', headers=headers
+    )
     assert again.status_code == 201
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json() == first.json()
@@ -501,10 +562,13 @@ def test_a_key_reused_with_a_different_request_is_refused_with_422(client: TestC
     account = new_account()
     purchase(client, account, 1000)
     headers = {**ADMIN, "Idempotency-Key": "req-2"}
-    assert client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10},
-                       headers=headers).status_code == 201
-    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 11},
-                    headers=headers)
+    assert (
+        client.post(
+            f"/v1/accounts/{account}/consumptions", json={"amount": 10}, headers=headers
+        ).status_code
+        == 201
+    )
+    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 11}, headers=headers)
     assert_problem(r, 422, "idempotency-key-reused")
     r = client.post(f"/v1/accounts/{account}/holds", json={"amount": 10}, headers=headers)
     assert_problem(r, 422, "idempotency-key-reused")
@@ -514,37 +578,41 @@ def test_a_key_reused_with_a_different_request_is_refused_with_422(client: TestC
 def test_idempotency_keys_are_scoped_to_the_account(client: TestClient) -> None:
     headers = {**ADMIN, "Idempotency-Key": "same"}
     for account in (new_account(), new_account()):
-        r = client.post(f"/v1/accounts/{account}/purchases", json={"amount": 5},
-                        headers=headers)
+        r = client.post(f"/v1/accounts/{account}/purchases", json={"amount": 5}, headers=headers)
         assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
 
 
 def test_a_refused_write_leaves_its_key_usable(client: TestClient) -> None:
     account = new_account()
     headers = {**ADMIN, "Idempotency-Key": "retry-me"}
-    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10},
-                    headers=headers)
+    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10}, headers=headers)
     assert_problem(r, 402, "insufficient-balance")
     purchase(client, account, 100)
-    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10},
-                    headers=headers)
+    r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 10}, headers=headers)
     assert r.status_code == 201 and "Idempotent-Replayed" not in r.headers
 
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\there", "é"])
 def test_an_idempotency_key_outside_1_to_255_printable_ascii_is_refused_with_422(
-    client: TestClient, key: str,
+    client: TestClient,
+    key: str,
 ) -> None:
-    r = client.post(f"/v1/accounts/{new_account()}/purchases", json={"amount": 5},
-                    headers={**ADMIN, "Idempotency-Key": key.encode("utf-8")})
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        json={"amount": 5},
+        headers={**ADMIN, "Idempotency-Key": key.encode("utf-8")},
+    )
     body = assert_problem(r, 422, "validation-error")
     assert body["errors"][0]["loc"] == ["header", "Idempotency-Key"]
 
 
 def test_an_idempotency_key_of_255_printable_characters_is_accepted(client: TestClient) -> None:
     key = "".join(chr(0x20 + i % 95) for i in range(255))
-    r = client.post(f"/v1/accounts/{new_account()}/purchases", json={"amount": 5},
-                    headers={**ADMIN, "Idempotency-Key": key})
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        json={"amount": 5},
+        headers={**ADMIN, "Idempotency-Key": key},
+    )
     assert r.status_code == 201
 
 
@@ -556,18 +624,21 @@ def test_the_balance_carries_its_position_as_etag_and_answers_304_when_unchanged
 ) -> None:
     account = new_account()
     position = purchase(client, account, 1000)["entry"]["position"]
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"min_position": position, "wait": 5}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{account}/balance",
+        params={"min_position": position, "wait": 5},
+        headers=ADMIN,
+    )
     assert r.status_code == 200
     assert r.headers["ETag"] == f'"{position}"'
     assert r.json()["position"] == position and r.json()["available"] == 1000
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   headers={**ADMIN, "If-None-Match": f'"{position}"'})
+    r = client.get(
+        f"/v1/accounts/{account}/balance", headers={**ADMIN, "If-None-Match": f'"{position}"'}
+    )
     assert r.status_code == 304
     assert r.content == b""
     assert r.headers["ETag"] == f'"{position}"'
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   headers={**ADMIN, "If-None-Match": '"0"'})
+    r = client.get(f"/v1/accounts/{account}/balance", headers={**ADMIN, "If-None-Match": '"0"'})
     assert r.status_code == 200
 
 
@@ -582,15 +653,21 @@ def test_a_balance_not_reaching_min_position_in_time_is_marked_stale(client: Tes
     account = new_account()
     position = purchase(client, account, 7)["entry"]["position"]
     balance(client, account, position)
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"min_position": position + 10**9, "wait": 0.1}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{account}/balance",
+        params={"min_position": position + 10**9, "wait": 0.1},
+        headers=ADMIN,
+    )
     assert r.status_code == 200
     assert r.json()["stale"] is True and r.json()["available"] == 7
 
 
 def test_a_wait_over_10_seconds_is_refused_with_422(client: TestClient) -> None:
-    r = client.get(f"/v1/accounts/{new_account()}/balance",
-                   params={"min_position": 1, "wait": 11}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{new_account()}/balance",
+        params={"min_position": 1, "wait": 11},
+        headers=ADMIN,
+    )
     assert_problem(r, 422, "validation-error")
 
 
@@ -600,23 +677,28 @@ def test_the_balance_as_of_a_version_or_a_time_is_rebuilt_from_the_entries(
     account = new_account()
     first = purchase(client, account, 100)
     second = purchase(client, account, 50)
-    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 1},
-                   headers=ADMIN)
+    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 1}, headers=ADMIN)
     assert r.status_code == 200
     assert r.json()["available"] == 100 and r.json()["version"] == 1
     assert r.json()["position"] == first["entry"]["position"]
-    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 3},
-                   headers=ADMIN)
+    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 3}, headers=ADMIN)
     assert r.status_code == 404
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"as_of": second["entry"]["recorded_at"]}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{account}/balance",
+        params={"as_of": second["entry"]["recorded_at"]},
+        headers=ADMIN,
+    )
     assert r.status_code == 200 and r.json()["available"] == 150
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"as_of": "2000-01-01T00:00:00Z"}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{account}/balance", params={"as_of": "2000-01-01T00:00:00Z"}, headers=ADMIN
+    )
     assert r.status_code == 200 and r.json()["version"] == 0
-    for params in ({"as_of": "2000-01-01T00:00:00"}, {"as_of": "yesterday"},
-                   {"as_of": "2000-01-01T00:00:00Z", "as_of_version": 1},
-                   {"as_of_version": -1}):
+    for params in (
+        {"as_of": "2000-01-01T00:00:00"},
+        {"as_of": "yesterday"},
+        {"as_of": "2000-01-01T00:00:00Z", "as_of_version": 1},
+        {"as_of_version": -1},
+    ):
         r = client.get(f"/v1/accounts/{account}/balance", params=params, headers=ADMIN)
         assert_problem(r, 422, "validation-error")
 
@@ -630,8 +712,9 @@ def test_entries_page_in_version_order_with_a_cursor(client: TestClient) -> None
     page = r.json()
     assert [e["version"] for e in page["entries"]] == [1, 2]
     assert page["next_after_version"] == 2
-    r = client.get(f"/v1/accounts/{account}/entries",
-                   params={"after_version": 2, "limit": 2}, headers=ADMIN)
+    r = client.get(
+        f"/v1/accounts/{account}/entries", params={"after_version": 2, "limit": 2}, headers=ADMIN
+    )
     assert [e["amount"] for e in r.json()["entries"]] == [3]
     assert r.json()["next_after_version"] is None
     for params in ({"limit": 0}, {"limit": 1001}, {"after_version": -1}, {"limit": "x"}):
@@ -660,8 +743,12 @@ def test_a_request_without_or_with_an_unknown_key_is_401_with_www_authenticate(
     client: TestClient,
 ) -> None:
     account = new_account()
-    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"},
-                    {"Authorization": "Bearer a.b.c"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer nope"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer a.b.c"},
+    ):
         r = client.get(f"/v1/accounts/{account}/balance", headers=headers)
         assert_problem(r, 401, "unauthorized")
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
@@ -671,8 +758,9 @@ def test_credentials_are_checked_before_the_body(client: TestClient) -> None:
     r = client.post(f"/v1/accounts/{new_account()}/consumptions", content=b"{bad")
     assert_problem(r, 401, "unauthorized")
     key = make_key(client, "read")
-    r = client.post(f"/v1/accounts/{new_account()}/consumptions", json={"amount": True},
-                    headers=key)
+    r = client.post(
+        f"/v1/accounts/{new_account()}/consumptions", json={"amount": True}, headers=key
+    )
     assert_problem(r, 403, "forbidden")
 
 
@@ -686,13 +774,13 @@ def test_credentials_are_checked_before_the_body(client: TestClient) -> None:
         ("grant", "deductions", {"amount": 1, "reason": "r"}),
     ],
 )
-def test_each_write_needs_its_scope(client: TestClient, scope: str, path: str,
-                                    body: dict[str, Any]) -> None:
+def test_each_write_needs_its_scope(
+    client: TestClient, scope: str, path: str, body: dict[str, Any]
+) -> None:
     account = new_account()
     purchase(client, account, 100)
     others = [s for s in ("consume", "purchase", "grant", "read", "audit") if s != scope]
-    r = client.post(f"/v1/accounts/{account}/{path}", json=body,
-                    headers=make_key(client, *others))
+    r = client.post(f"/v1/accounts/{account}/{path}", json=body, headers=make_key(client, *others))
     assert_problem(r, 403, "forbidden")
     r = client.post(f"/v1/accounts/{account}/{path}", json=body, headers=make_key(client, scope))
     assert r.status_code == 201, r.text
@@ -719,8 +807,9 @@ def test_an_api_key_is_shown_once_listed_without_secret_and_refused_once_revoked
     client: TestClient,
 ) -> None:
     name = f"chat-service-{uuid.uuid4().hex[:6]}"
-    r = client.post("/v1/api-keys", json={"name": name, "scopes": ["consume", "read"]},
-                    headers=ADMIN)
+    r = client.post(
+        "/v1/api-keys", json={"name": name, "scopes": ["consume", "read"]}, headers=ADMIN
+    )
     assert r.status_code == 201
     created = r.json()
     assert set(created) == {"name", "scopes", "key", "created_at"}
@@ -730,13 +819,20 @@ def test_an_api_key_is_shown_once_listed_without_secret_and_refused_once_revoked
     r = client.get("/v1/api-keys", headers=ADMIN)
     assert r.status_code == 200
     listed = {k["name"]: k for k in r.json()["api_keys"]}
-    assert listed[name] == {"name": name, "scopes": ["consume", "read"],
-                            "created_at": created["created_at"]}
+    assert listed[name] == {
+        "name": name,
+        "scopes": ["consume", "read"],
+        "created_at": created["created_at"],
+    }
     assert created["key"] not in r.text
     account = new_account()
     purchase(client, account, 10)
-    assert client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 1},
-                       headers=key).status_code == 201
+    assert (
+        client.post(
+            f"/v1/accounts/{account}/consumptions", json={"amount": 1}, headers=key
+        ).status_code
+        == 201
+    )
     r = client.delete(f"/v1/api-keys/{name}", headers=ADMIN)
     assert r.status_code == 204 and r.content == b""
     r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 1}, headers=key)
@@ -746,13 +842,23 @@ def test_an_api_key_is_shown_once_listed_without_secret_and_refused_once_revoked
 
 def test_api_key_requests_are_validated(client: TestClient) -> None:
     name = f"dup-{uuid.uuid4().hex[:6]}"
-    for body in ({"name": "x", "scopes": ["root"]}, {"name": "has space", "scopes": ["read"]},
-                 {"name": "x" * 65, "scopes": ["read"]}, {"name": "x", "scopes": "read"},
-                 {"name": "x"}, {"scopes": ["read"]}):
-        assert_problem(client.post("/v1/api-keys", json=body, headers=ADMIN), 422,
-                       "validation-error")
-    assert client.post("/v1/api-keys", json={"name": name, "scopes": ["read"]},
-                       headers=ADMIN).status_code == 201
+    for body in (
+        {"name": "x", "scopes": ["root"]},
+        {"name": "has space", "scopes": ["read"]},
+        {"name": "x" * 65, "scopes": ["read"]},
+        {"name": "x", "scopes": "read"},
+        {"name": "x"},
+        {"scopes": ["read"]},
+    ):
+        assert_problem(
+            client.post("/v1/api-keys", json=body, headers=ADMIN), 422, "validation-error"
+        )
+    assert (
+        client.post(
+            "/v1/api-keys", json={"name": name, "scopes": ["read"]}, headers=ADMIN
+        ).status_code
+        == 201
+    )
     r = client.post("/v1/api-keys", json={"name": name, "scopes": ["read"]}, headers=ADMIN)
     assert r.status_code == 409
 
@@ -777,8 +883,9 @@ def test_an_admin_key_created_through_the_api_can_do_everything(client: TestClie
 # Stream tokens ------------------------------------------------------------------
 
 
-def stream_token(client: TestClient, account: str, headers: dict[str, str] = ADMIN,
-                 **body: Any) -> str:
+def stream_token(
+    client: TestClient, account: str, headers: dict[str, str] = ADMIN, **body: Any
+) -> str:
     r = client.post(f"/v1/accounts/{account}/stream-tokens", json=body, headers=headers)
     assert r.status_code == 201, r.text
     data = r.json()
@@ -792,8 +899,10 @@ def test_a_stream_token_reads_its_account_balance_and_entries(client: TestClient
     account = new_account()
     position = purchase(client, account, 10)["entry"]["position"]
     token = stream_token(client, account, make_key(client, "read"), ttl_seconds=60)
-    r = client.get(f"/v1/accounts/{account}/balance",
-                   params={"access_token": token, "min_position": position, "wait": 5})
+    r = client.get(
+        f"/v1/accounts/{account}/balance",
+        params={"access_token": token, "min_position": position, "wait": 5},
+    )
     assert r.status_code == 200 and r.json()["available"] == 10
     bearer = {"Authorization": f"Bearer {token}"}
     r = client.get(f"/v1/accounts/{account}/entries", headers=bearer)
@@ -807,15 +916,17 @@ def test_a_stream_token_is_refused_anywhere_else_with_403(client: TestClient) ->
     bearer = {"Authorization": f"Bearer {token}"}
     other = new_account()
     purchase(client, other, 10)
-    assert_problem(client.get(f"/v1/accounts/{other}/balance", headers=bearer), 403,
-                   "forbidden")
-    assert_problem(client.get(f"/v1/accounts/{other}/entries",
-                              params={"access_token": token}), 403, "forbidden")
+    assert_problem(client.get(f"/v1/accounts/{other}/balance", headers=bearer), 403, "forbidden")
+    assert_problem(
+        client.get(f"/v1/accounts/{other}/entries", params={"access_token": token}),
+        403,
+        "forbidden",
+    )
     for suffix in ("holds", "credits"):
-        assert_problem(client.get(f"/v1/accounts/{account}/{suffix}", headers=bearer), 403,
-                       "forbidden")
-    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 1},
-                   headers=bearer)
+        assert_problem(
+            client.get(f"/v1/accounts/{account}/{suffix}", headers=bearer), 403, "forbidden"
+        )
+    r = client.get(f"/v1/accounts/{account}/balance", params={"as_of_version": 1}, headers=bearer)
     assert_problem(r, 403, "forbidden")
     r = client.post(f"/v1/accounts/{account}/consumptions", json={"amount": 1}, headers=bearer)
     assert_problem(r, 403, "forbidden")
@@ -827,12 +938,14 @@ def test_a_stream_token_is_refused_anywhere_else_with_403(client: TestClient) ->
 
 def test_a_stream_token_needs_the_read_scope_and_a_ttl_up_to_a_day(client: TestClient) -> None:
     account = new_account()
-    r = client.post(f"/v1/accounts/{account}/stream-tokens", json={},
-                    headers=make_key(client, "consume"))
+    r = client.post(
+        f"/v1/accounts/{account}/stream-tokens", json={}, headers=make_key(client, "consume")
+    )
     assert_problem(r, 403, "forbidden")
     for ttl in (0, 86401, 1.0, "60"):
-        r = client.post(f"/v1/accounts/{account}/stream-tokens", json={"ttl_seconds": ttl},
-                        headers=ADMIN)
+        r = client.post(
+            f"/v1/accounts/{account}/stream-tokens", json={"ttl_seconds": ttl}, headers=ADMIN
+        )
         assert_problem(r, 422, "validation-error")
     stream_token(client, account, ttl_seconds=86400)
 
@@ -841,22 +954,26 @@ def test_a_tampered_stream_token_or_one_of_a_revoked_key_is_401(client: TestClie
     account = new_account()
     purchase(client, account, 10)
     name = f"issuer-{uuid.uuid4().hex[:6]}"
-    key = client.post("/v1/api-keys", json={"name": name, "scopes": ["read"]},
-                      headers=ADMIN).json()["key"]
+    key = client.post(
+        "/v1/api-keys", json={"name": name, "scopes": ["read"]}, headers=ADMIN
+    ).json()["key"]
     token = stream_token(client, account, {"Authorization": f"Bearer {key}"})
     tampered = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
     r = client.get(f"/v1/accounts/{account}/entries", params={"access_token": tampered})
     assert_problem(r, 401, "unauthorized")
-    assert client.get(f"/v1/accounts/{account}/entries",
-                      params={"access_token": token}).status_code == 200
+    assert (
+        client.get(f"/v1/accounts/{account}/entries", params={"access_token": token}).status_code
+        == 200
+    )
     assert client.delete(f"/v1/api-keys/{name}", headers=ADMIN).status_code == 204
     r = client.get(f"/v1/accounts/{account}/entries", params={"access_token": token})
     assert_problem(r, 401, "unauthorized")
 
 
 def test_an_api_key_in_the_url_is_not_accepted(client: TestClient) -> None:
-    r = client.get(f"/v1/accounts/{new_account()}/entries",
-                   params={"access_token": "test-admin-key"})
+    r = client.get(
+        f"/v1/accounts/{new_account()}/entries", params={"access_token": "test-admin-key"}
+    )
     assert_problem(r, 401, "unauthorized")
 
 
@@ -886,16 +1003,17 @@ def test_the_largest_cursors_answer_empty_pages(client: TestClient) -> None:
     account = new_account()
     purchase(client, account, 5)
     big = 2**63 - 1
-    r = client.get(f"/v1/accounts/{account}/entries", params={"after_version": big},
-                   headers=ADMIN)
+    r = client.get(f"/v1/accounts/{account}/entries", params={"after_version": big}, headers=ADMIN)
     assert r.status_code == 200 and r.json() == {"entries": [], "next_after_version": None}
     r = client.get("/v1/entries", params={"after_position": big}, headers=ADMIN)
     assert r.status_code == 200 and r.json()["entries"] == []
     for params in ({"after_position": big + 1}, {"after_position": 10**30}):
-        assert_problem(client.get("/v1/entries", params=params, headers=ADMIN), 422,
-                       "validation-error")
-    r = client.get(f"/v1/accounts/{account}/entries", params={"after_version": 10**30},
-                   headers=ADMIN)
+        assert_problem(
+            client.get("/v1/entries", params=params, headers=ADMIN), 422, "validation-error"
+        )
+    r = client.get(
+        f"/v1/accounts/{account}/entries", params={"after_version": 10**30}, headers=ADMIN
+    )
     assert_problem(r, 422, "validation-error")
 
 
@@ -911,18 +1029,25 @@ def test_the_largest_cursors_answer_empty_pages(client: TestClient) -> None:
         (b'{"amount": 1' + b"0" * 5000 + b"}", 400),
     ],
 )
-def test_hostile_bodies_are_refused_without_a_5xx(client: TestClient, raw: bytes,
-                                                   status: int) -> None:
+def test_hostile_bodies_are_refused_without_a_5xx(
+    client: TestClient, raw: bytes, status: int
+) -> None:
     account = new_account()
-    r = client.post(f"/v1/accounts/{account}/consumptions", content=raw,
-                    headers={**ADMIN, "Content-Type": "application/json"})
+    r = client.post(
+        f"/v1/accounts/{account}/consumptions",
+        content=raw,
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
 
 
 def test_odd_but_valid_metadata_round_trips(client: TestClient) -> None:
     metadata = {"nul": "\u0000", "big": 10**30, "deep": [[[[1]]]], "emoji": "🪙", "f": 0.5}
-    r = client.post(f"/v1/accounts/{new_account()}/purchases",
-                    json={"amount": 5, "metadata": metadata}, headers=ADMIN)
+    r = client.post(
+        f"/v1/accounts/{new_account()}/purchases",
+        json={"amount": 5, "metadata": metadata},
+        headers=ADMIN,
+    )
     assert r.status_code == 201, r.text
     assert r.json()["entry"]["metadata"] == metadata

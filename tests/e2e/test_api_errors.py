@@ -57,8 +57,9 @@ def test_an_unexpected_error_answers_a_500_problem_without_details(client: TestC
     assert "secret" not in r.text
 
 
-def test_a_key_store_outage_answers_503_not_401(client: TestClient, app: FastAPI,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_key_store_outage_answers_503_not_401(
+    client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def down(key: str) -> None:
         raise sqlite3.OperationalError("unable to open database file")
 
@@ -68,8 +69,9 @@ def test_a_key_store_outage_answers_503_not_401(client: TestClient, app: FastAPI
     assert r.json()["code"] == "unavailable"
 
 
-def test_readyz_is_503_when_the_database_is_unreachable(client: TestClient, app: FastAPI,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readyz_is_503_when_the_database_is_unreachable(
+    client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def down() -> int:
         raise sqlite3.OperationalError("unable to open database file")
 

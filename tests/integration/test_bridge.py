@@ -40,8 +40,7 @@ def wait_for_message(pubsub: redis.client.PubSub, timeout: float = 10.0) -> dict
     raise AssertionError("nothing published")
 
 
-def test_each_projected_balance_is_published_on_redis_with_its_position(
-        settings: Settings) -> None:
+def test_each_projected_balance_is_published_on_redis_with_its_position(settings: Settings) -> None:
     account = f"bridge-{uuid.uuid4().hex[:8]}"
     assert settings.redis_url is not None
     listener = redis.Redis.from_url(settings.redis_url)

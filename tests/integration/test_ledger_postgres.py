@@ -31,8 +31,18 @@ from service.domain.values import account_uuid
 pytestmark = pytest.mark.integration
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
-COUNTERS = ("available", "held", "credit_limit", "purchased", "granted", "consumed",
-            "refunded", "deducted", "expired", "version")
+COUNTERS = (
+    "available",
+    "held",
+    "credit_limit",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+    "version",
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +57,9 @@ def settings() -> Iterator[Settings]:
         yield settings
     finally:
         with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-                         .format(sql.Identifier(name)))
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +89,7 @@ def projected_balance(view: PostgresBalanceView, account_id: str) -> dict[str, A
     return None if row is None else {c: row[c] for c in COUNTERS}
 
 
-def test_fifty_threads_of_consumptions_never_overdraw_one_account(
-        ledgers: list[Ledger]) -> None:
+def test_fifty_threads_of_consumptions_never_overdraw_one_account(ledgers: list[Ledger]) -> None:
     account = new_account()
     commands.purchase(ledgers[0], account, 1000, actor="it", idem=None)
     start = threading.Barrier(50)
@@ -104,12 +114,12 @@ def test_fifty_threads_of_consumptions_never_overdraw_one_account(
     assert entry_count(ledgers[0], account) == 1 + accepted
 
 
-def test_parallel_identical_idempotent_requests_store_one_entry(
-        ledgers: list[Ledger]) -> None:
+def test_parallel_identical_idempotent_requests_store_one_entry(ledgers: list[Ledger]) -> None:
     account = new_account()
     commands.purchase(ledgers[0], account, 100, actor="it", idem=None)
-    key = IdempotencyRequest.of("same-key", "POST", f"/v1/accounts/{account}/consumptions",
-                                {"amount": 9})
+    key = IdempotencyRequest.of(
+        "same-key", "POST", f"/v1/accounts/{account}/consumptions", {"amount": 9}
+    )
     start = threading.Barrier(20)
 
     def attempt(i: int) -> WriteResult | IdempotencyKeyInFlight:
@@ -135,35 +145,41 @@ def write_mixed_history(ledger: Ledger, account: str, rounds: int) -> int:
     last position written."""
     later = datetime.now(UTC) + timedelta(days=30)
     last = commands.purchase(ledger, account, 1000, actor="it", idem=None).position
-    last = commands.grant(ledger, account, 300, actor="it", idem=None, reason="promo",
-                          expires_at=later).position
+    last = commands.grant(
+        ledger, account, 300, actor="it", idem=None, reason="promo", expires_at=later
+    ).position
     last = commands.set_credit_limit(ledger, account, 50, actor="it", idem=None).position
     for i in range(rounds):
         spent = commands.consume(ledger, account, 40 + i, actor="it", idem=None)
         hold = commands.place_hold(ledger, account, 30, actor="it", idem=None)
         hold_id = uuid.UUID(hold.body["entry"]["hold_id"])
         if i % 2:
-            last = commands.capture_hold(ledger, account, hold_id, 10, actor="it",
-                                         idem=None).position
+            last = commands.capture_hold(
+                ledger, account, hold_id, 10, actor="it", idem=None
+            ).position
         else:
-            last = commands.release_hold(ledger, account, hold_id, actor="it",
-                                         idem=None).position
-        last = commands.refund(ledger, account, uuid.UUID(spent.body["entry"]["id"]), 5,
-                               actor="it", idem=None).position
-        last = commands.deduct(ledger, account, 1, actor="it", idem=None,
-                               reason="fee").position
+            last = commands.release_hold(ledger, account, hold_id, actor="it", idem=None).position
+        last = commands.refund(
+            ledger, account, uuid.UUID(spent.body["entry"]["id"]), 5, actor="it", idem=None
+        ).position
+        last = commands.deduct(ledger, account, 1, actor="it", idem=None, reason="fee").position
     return last
 
 
 def test_the_projection_yields_the_aggregates_balances_and_survives_a_restart(
-        settings: Settings, ledgers: list[Ledger]) -> None:
+    settings: Settings, ledgers: list[Ledger]
+) -> None:
     env = settings.eventsourcing_env()
     accounts = [new_account() for _ in range(3)]
     ledger = ledgers[0]
 
     def runner() -> Any:
-        return ProjectionRunner(application_class=Ledger, projection_class=BalanceProjection,
-                                view_class=PostgresBalanceView, env=env)
+        return ProjectionRunner(
+            application_class=Ledger,
+            projection_class=BalanceProjection,
+            view_class=PostgresBalanceView,
+            env=env,
+        )
 
     with runner() as first:
         last = max(write_mixed_history(ledger, a, 3) for a in accounts)
@@ -188,12 +204,16 @@ def test_the_projection_yields_the_aggregates_balances_and_survives_a_restart(
 
 
 def test_a_restarted_projection_catches_up_with_writes_made_while_it_was_stopped(
-        settings: Settings, ledgers: list[Ledger]) -> None:
+    settings: Settings, ledgers: list[Ledger]
+) -> None:
     env = settings.eventsourcing_env()
     account = new_account()
-    kwargs: dict[str, Any] = {"application_class": Ledger,
-                              "projection_class": BalanceProjection,
-                              "view_class": PostgresBalanceView, "env": env}
+    kwargs: dict[str, Any] = {
+        "application_class": Ledger,
+        "projection_class": BalanceProjection,
+        "view_class": PostgresBalanceView,
+        "env": env,
+    }
     with ProjectionRunner(**kwargs) as runner:
         last = commands.purchase(ledgers[0], account, 500, actor="it", idem=None).position
         runner.wait(last, timeout=10)

@@ -15,9 +15,11 @@ NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def invariant_holds(b: Balance) -> bool:
-    return (b.available + b.held
-            == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired
-            and b.available >= -b.credit_limit)
+    return (
+        b.available + b.held
+        == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired
+        and b.available >= -b.credit_limit
+    )
 
 
 def entries(account: Account) -> list[LedgerEntry]:
@@ -49,19 +51,35 @@ def test_entry_versions_run_one_two_three() -> None:
     account.consume(1, now=NOW)
     account.consume(2, now=NOW)
     assert [(e.originator_version, e.entry_type) for e in entries(account)] == [
-        (1, EntryType.PURCHASE), (2, EntryType.CONSUMPTION), (3, EntryType.CONSUMPTION)]
+        (1, EntryType.PURCHASE),
+        (2, EntryType.CONSUMPTION),
+        (3, EntryType.CONSUMPTION),
+    ]
 
 
 def test_an_entry_records_its_fields_and_signed_delta() -> None:
     account = Account(account_id="user-1")
     account.purchase(10, expires_at=None, now=NOW)
-    entry = account.consume(4, now=NOW, actor="chat-service", idempotency_key="k1",
-                            operation="chat.completion", model="gpt-4o",
-                            metadata={"trace": "t"}).entry
+    entry = account.consume(
+        4,
+        now=NOW,
+        actor="chat-service",
+        idempotency_key="k1",
+        operation="chat.completion",
+        model="gpt-4o",
+        metadata={"trace": "t"},
+    ).entry
     assert (entry.amount, entry.delta_available, entry.actor, entry.idempotency_key) == (
-        4, -4, "chat-service", "k1")
+        4,
+        -4,
+        "chat-service",
+        "k1",
+    )
     assert (entry.operation, entry.model, entry.metadata) == (
-        "chat.completion", "gpt-4o", {"trace": "t"})
+        "chat.completion",
+        "gpt-4o",
+        {"trace": "t"},
+    )
     assert entry.timestamp == NOW
 
 
@@ -142,8 +160,13 @@ def test_a_refunded_credit_line_draw_stays_free_credit_after_the_debt_was_repaid
     account.set_credit_limit(100, now=NOW)
     debit = account.consume(100, now=NOW).entry
     account.purchase(100, expires_at=None, now=NOW)
-    account.refund(RefundTarget(str(entry_id_for(account.id, debit.originator_version)),
-                                debit.amount, list(debit.draws)), None, now=NOW)
+    account.refund(
+        RefundTarget(
+            str(entry_id_for(account.id, debit.originator_version)), debit.amount, list(debit.draws)
+        ),
+        None,
+        now=NOW,
+    )
     account.consume(50, now=NOW)
     account.purchase(10, expires_at=NOW + timedelta(hours=1), now=NOW)
     assert [c.remaining for c in account.credits()] == [10]

@@ -16,8 +16,9 @@ DAY = timedelta(days=1)
 
 
 def target(account: Account, entry: LedgerEntry) -> RefundTarget:
-    return RefundTarget(str(entry_id_for(account.id, entry.originator_version)),
-                        entry.amount, list(entry.draws))
+    return RefundTarget(
+        str(entry_id_for(account.id, entry.originator_version)), entry.amount, list(entry.draws)
+    )
 
 
 def remaining(account: Account) -> list[tuple[str, int]]:
@@ -25,9 +26,11 @@ def remaining(account: Account) -> list[tuple[str, int]]:
 
 
 def invariant_holds(b: Balance) -> bool:
-    return (b.available + b.held
-            == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired
-            and b.available >= -b.credit_limit)
+    return (
+        b.available + b.held
+        == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired
+        and b.available >= -b.credit_limit
+    )
 
 
 def three_buckets() -> Account:
@@ -41,7 +44,10 @@ def three_buckets() -> Account:
 def test_credits_are_listed_in_draw_down_order() -> None:
     account = three_buckets()
     assert [(c.type, c.amount) for c in account.credits()] == [
-        ("purchase", 20), ("grant", 50), ("purchase", 100)]
+        ("purchase", 20),
+        ("grant", 50),
+        ("purchase", 100),
+    ]
 
 
 def test_consumption_draws_expiring_credit_first_and_non_expiring_last() -> None:
@@ -57,7 +63,11 @@ def test_what_is_left_in_a_bucket_at_its_expiry_becomes_a_credit_expiry() -> Non
     account.collect_events()
     (expiry,) = account.settle(NOW + 7 * DAY)
     assert (expiry.entry_type, expiry.amount, expiry.delta_available, expiry.actor) == (
-        EntryType.CREDIT_EXPIRY, 15, -15, "system")
+        EntryType.CREDIT_EXPIRY,
+        15,
+        -15,
+        "system",
+    )
     assert expiry.expires_at == NOW + 7 * DAY
     b = account.balance()
     assert (b.available, b.expired) == (150, 15)
@@ -86,7 +96,9 @@ def test_expiries_are_settled_oldest_first() -> None:
     account = three_buckets()
     entries = account.settle(NOW + 60 * DAY)
     assert [(e.entry_type, e.amount) for e in entries] == [
-        (EntryType.CREDIT_EXPIRY, 20), (EntryType.CREDIT_EXPIRY, 50)]
+        (EntryType.CREDIT_EXPIRY, 20),
+        (EntryType.CREDIT_EXPIRY, 50),
+    ]
     assert account.balance().available == 100
 
 
@@ -144,7 +156,9 @@ def test_a_refund_into_an_already_expired_bucket_expires_it() -> None:
     assert outcome.balance.available == 170  # right after the refund
     events = [e for e in account.collect_events() if isinstance(e, LedgerEntry)]
     assert [(e.entry_type, e.amount) for e in events[-2:]] == [
-        (EntryType.REFUND, 20), (EntryType.CREDIT_EXPIRY, 20)]
+        (EntryType.REFUND, 20),
+        (EntryType.CREDIT_EXPIRY, 20),
+    ]
     b = account.balance()
     assert (b.available, b.refunded, b.expired) == (150, 20, 20)
     assert invariant_holds(b)

@@ -97,7 +97,10 @@ def test_a_release_gives_back_all_of_the_hold() -> None:
     outcome = account.release_hold(hold_id, now=NOW)
     assert outcome.entry.entry_type is EntryType.HOLD_RELEASE
     assert (outcome.balance.available, outcome.balance.held, outcome.balance.consumed) == (
-        1000, 0, 0)
+        1000,
+        0,
+        0,
+    )
 
 
 def test_a_closed_hold_cannot_be_captured_or_released_again() -> None:
@@ -131,7 +134,10 @@ def test_a_hold_expiry_is_recorded_by_the_system_with_the_hold_expiry_time() -> 
     hold_id = account.place_hold(10, ttl_seconds=60, now=NOW).entry.hold_id
     (expiry,) = account.settle(NOW + timedelta(hours=1))
     assert (expiry.entry_type, expiry.hold_id, expiry.actor) == (
-        EntryType.HOLD_EXPIRY, hold_id, "system")
+        EntryType.HOLD_EXPIRY,
+        hold_id,
+        "system",
+    )
     assert expiry.expires_at == NOW + timedelta(seconds=60)
     assert (expiry.delta_available, expiry.delta_held) == (10, -10)
     assert account.settle(NOW + timedelta(hours=2)) == []

@@ -30,10 +30,18 @@ def test_non_expiring_credit_is_drawn_last() -> None:
 
 
 def test_buckets_that_expire_together_are_drawn_first_in_first_out() -> None:
-    buckets = [bucket("second", 10, 5, 7), bucket("first", 10, 5, 3),
-               bucket("nx2", 5, None, 9), bucket("nx1", 5, None, 4)]
+    buckets = [
+        bucket("second", 10, 5, 7),
+        bucket("first", 10, 5, 3),
+        bucket("nx2", 5, None, 9),
+        bucket("nx1", 5, None, 4),
+    ]
     assert amounts(plan_draws(buckets, 28)) == [
-        ("first", 10), ("second", 10), ("nx1", 5), ("nx2", 3)]
+        ("first", 10),
+        ("second", 10),
+        ("nx1", 5),
+        ("nx2", 3),
+    ]
 
 
 def test_what_the_buckets_cannot_cover_is_drawn_on_the_credit_line() -> None:
@@ -48,7 +56,11 @@ def test_empty_buckets_are_skipped() -> None:
 def test_a_draw_remembers_its_bucket_so_tokens_can_go_back_after_it_ran_empty() -> None:
     (draw,) = plan_draws([bucket("a", 8, 3, 5)], 8)
     assert (draw.expires_at, draw.type, draw.bucket_amount, draw.seq) == (
-        T0 + timedelta(days=3), "purchase", 8, 5)
+        T0 + timedelta(days=3),
+        "purchase",
+        8,
+        5,
+    )
 
 
 def test_split_cuts_a_straddling_draw_in_two_and_keeps_order() -> None:

@@ -89,14 +89,17 @@ def test_a_write_answers_its_entry_and_the_balance_right_after_it(ledger: Ledger
     assert result.status == 201 and not result.replayed
     entry, balance = result.body["entry"], result.body["balance"]
     assert (entry["type"], entry["amount"], entry["version"], entry["actor"]) == (
-        "purchase", 1000, 1, "test")
+        "purchase",
+        1000,
+        1,
+        "test",
+    )
     assert entry["position"] == balance["position"] == result.position > 0
     assert (balance["available"], balance["purchased"], balance["version"]) == (1000, 1000, 1)
     assert balance["updated_at"] == entry["recorded_at"] == "2026-03-01T12:00:00.000000Z"
 
 
-def test_an_idempotent_replay_answers_the_same_body_and_stores_no_new_entry(
-        ledger: Ledger) -> None:
+def test_an_idempotent_replay_answers_the_same_body_and_stores_no_new_entry(ledger: Ledger) -> None:
     fund(ledger, "user-1", 1000)
     body = {"amount": 120}
     key = idem("req-1", "/v1/accounts/user-1/consumptions", body)
@@ -114,11 +117,11 @@ def test_an_idempotent_replay_answers_the_same_body_and_stores_no_new_entry(
 def test_the_same_key_with_a_different_request_is_refused(ledger: Ledger) -> None:
     fund(ledger, "user-1", 1000)
     path = "/v1/accounts/user-1/consumptions"
-    commands.consume(ledger, "user-1", 120, actor="chat",
-                     idem=idem("req-1", path, {"amount": 120}))
+    commands.consume(ledger, "user-1", 120, actor="chat", idem=idem("req-1", path, {"amount": 120}))
     with pytest.raises(IdempotencyKeyReused) as refused:
-        commands.consume(ledger, "user-1", 121, actor="chat",
-                         idem=idem("req-1", path, {"amount": 121}))
+        commands.consume(
+            ledger, "user-1", 121, actor="chat", idem=idem("req-1", path, {"amount": 121})
+        )
     assert refused.value.status == 422
     assert entry_count(ledger, "user-1") == 2
 
@@ -127,10 +130,12 @@ def test_idempotency_keys_are_scoped_to_the_account(ledger: Ledger) -> None:
     fund(ledger, "user-1", 10)
     fund(ledger, "user-2", 10)
     body = {"amount": 1}
-    a = commands.consume(ledger, "user-1", 1, actor="t",
-                         idem=idem("k", "/v1/accounts/user-1/consumptions", body))
-    b = commands.consume(ledger, "user-2", 1, actor="t",
-                         idem=idem("k", "/v1/accounts/user-2/consumptions", body))
+    a = commands.consume(
+        ledger, "user-1", 1, actor="t", idem=idem("k", "/v1/accounts/user-1/consumptions", body)
+    )
+    b = commands.consume(
+        ledger, "user-2", 1, actor="t", idem=idem("k", "/v1/accounts/user-2/consumptions", body)
+    )
     assert not a.replayed and not b.replayed
 
 
@@ -144,8 +149,7 @@ def test_a_refused_request_leaves_no_entry_and_its_key_can_be_retried(ledger: Le
     assert not commands.consume(ledger, "user-1", 20, actor="t", idem=key).replayed
 
 
-def test_parallel_identical_idempotent_requests_store_exactly_one_entry(
-        ledger: Ledger) -> None:
+def test_parallel_identical_idempotent_requests_store_exactly_one_entry(ledger: Ledger) -> None:
     fund(ledger, "user-1", 1000)
     key = idem("same", "/v1/accounts/user-1/consumptions", {"amount": 7})
     start = threading.Barrier(16)
@@ -169,7 +173,8 @@ def test_parallel_identical_idempotent_requests_store_exactly_one_entry(
 
 
 def test_concurrent_consumptions_never_overdraw_and_accept_exactly_what_fits(
-        ledger: Ledger) -> None:
+    ledger: Ledger,
+) -> None:
     fund(ledger, "user-1", 1000)
     start = threading.Barrier(20)
 
@@ -195,7 +200,8 @@ def test_concurrent_consumptions_never_overdraw_and_accept_exactly_what_fits(
 
 
 def test_two_ledger_instances_on_one_database_never_overdraw(
-        settings: Settings, clock: FakeClock) -> None:
+    settings: Settings, clock: FakeClock
+) -> None:
     apps = [Ledger(env=settings.eventsourcing_env(), clock=clock) for _ in range(2)]
     try:
         fund(apps[0], "user-1", 100)
@@ -220,12 +226,12 @@ def test_two_ledger_instances_on_one_database_never_overdraw(
 
 
 def test_an_account_reloads_with_the_same_balance_after_many_snapshots(
-        tmp_path: Path, clock: FakeClock) -> None:
+    tmp_path: Path, clock: FakeClock
+) -> None:
     settings = make_settings(tmp_path, snapshot_interval=10)
     first = Ledger(env=settings.eventsourcing_env(), clock=clock)
     fund(first, "user-1", 10_000)
-    commands.grant(first, "user-1", 500, actor="t", idem=None,
-                   expires_at=T0 + timedelta(days=30))
+    commands.grant(first, "user-1", 500, actor="t", idem=None, expires_at=T0 + timedelta(days=30))
     for i in range(34):
         commands.consume(first, "user-1", i + 1, actor="t", idem=None)
     hold = commands.place_hold(first, "user-1", 50, actor="t", idem=None)
@@ -237,18 +243,23 @@ def test_an_account_reloads_with_the_same_balance_after_many_snapshots(
     first.close()
 
     for cache_size in (10_000, 0):
-        env = Settings(database_url=settings.database_url, snapshot_interval=10,
-                       aggregate_cache_size=cache_size).eventsourcing_env()
+        env = Settings(
+            database_url=settings.database_url,
+            snapshot_interval=10,
+            aggregate_cache_size=cache_size,
+        ).eventsourcing_env()
         fresh = Ledger(env=env, clock=clock)
         assert reads.current_balance(fresh, "user-1") == expected
         assert [h["hold_id"] for h in reads.active_holds(fresh, "user-1")["holds"]] == [
-            hold.body["entry"]["hold_id"]]
+            hold.body["entry"]["hold_id"]
+        ]
         assert reads.credit_buckets(fresh, "user-1") == credits
         fresh.close()
 
 
 def test_the_aggregate_cache_follows_writes_of_another_instance(
-        settings: Settings, clock: FakeClock) -> None:
+    settings: Settings, clock: FakeClock
+) -> None:
     a = Ledger(env=settings.eventsourcing_env(), clock=clock)
     b = Ledger(env=settings.eventsourcing_env(), clock=clock)
     fund(a, "user-1", 100)
@@ -261,7 +272,8 @@ def test_the_aggregate_cache_follows_writes_of_another_instance(
 
 
 def test_history_answers_the_balance_as_of_a_version_or_a_time(
-        ledger: Ledger, clock: FakeClock) -> None:
+    ledger: Ledger, clock: FakeClock
+) -> None:
     fund(ledger, "user-1", 100)
     clock.advance(hours=1)
     commands.consume(ledger, "user-1", 30, actor="t", idem=None)
@@ -299,7 +311,8 @@ def test_entries_are_paginated_by_version(ledger: Ledger) -> None:
 
 
 def test_an_expired_hold_is_no_longer_active_and_the_sweeper_records_its_expiry(
-        ledger: Ledger, clock: FakeClock) -> None:
+    ledger: Ledger, clock: FakeClock
+) -> None:
     fund(ledger, "user-1", 100)
     hold = commands.place_hold(ledger, "user-1", 60, actor="t", idem=None, ttl_seconds=60)
     hold_id = uuid.UUID(hold.body["entry"]["hold_id"])
@@ -312,44 +325,56 @@ def test_an_expired_hold_is_no_longer_active_and_the_sweeper_records_its_expiry(
     assert ledger.settle("user-1") == 0
     last = reads.account_entries(ledger, "user-1", 2, 10)["entries"]
     assert [(e["type"], e["actor"], e["hold_id"]) for e in last] == [
-        ("hold_expiry", "system", str(hold_id))]
+        ("hold_expiry", "system", str(hold_id))
+    ]
 
 
 def test_holds_are_captured_and_released_through_the_application(ledger: Ledger) -> None:
     fund(ledger, "user-1", 100)
     first = commands.place_hold(ledger, "user-1", 40, actor="t", idem=None)
     second = commands.place_hold(ledger, "user-1", 40, actor="t", idem=None)
-    captured = commands.capture_hold(ledger, "user-1",
-                                     uuid.UUID(first.body["entry"]["hold_id"]), 25,
-                                     actor="t", idem=None)
+    captured = commands.capture_hold(
+        ledger, "user-1", uuid.UUID(first.body["entry"]["hold_id"]), 25, actor="t", idem=None
+    )
     assert captured.body["balance"]["available"] == 35
-    released = commands.release_hold(ledger, "user-1",
-                                     uuid.UUID(second.body["entry"]["hold_id"]),
-                                     actor="t", idem=None)
-    assert (released.body["balance"]["available"], released.body["balance"]["held"]) == (
-        75, 0)
+    released = commands.release_hold(
+        ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]), actor="t", idem=None
+    )
+    assert (released.body["balance"]["available"], released.body["balance"]["held"]) == (75, 0)
     with pytest.raises(HoldNotActive):
-        commands.release_hold(ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]),
-                              actor="t", idem=None)
+        commands.release_hold(
+            ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]), actor="t", idem=None
+        )
     with pytest.raises(HoldNotFound):
-        commands.release_hold(ledger, "user-1",
-                              uuid.UUID(captured.body["entry"]["id"]), actor="t", idem=None)
-    refund = commands.refund(ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]),
-                             None, actor="t", idem=None)
+        commands.release_hold(
+            ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), actor="t", idem=None
+        )
+    refund = commands.refund(
+        ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), None, actor="t", idem=None
+    )
     assert refund.body["entry"]["refund_of"] == captured.body["entry"]["id"]
     assert refund.body["balance"]["available"] == 100
 
 
 def test_a_hold_placed_when_credit_expired_can_be_captured(
-        ledger: Ledger, clock: FakeClock) -> None:
+    ledger: Ledger, clock: FakeClock
+) -> None:
     fund(ledger, "user-1", 100)
-    commands.grant(ledger, "user-1", 10, actor="t", idem=None, reason="promo",
-                   expires_at=T0 + timedelta(minutes=1))
+    commands.grant(
+        ledger,
+        "user-1",
+        10,
+        actor="t",
+        idem=None,
+        reason="promo",
+        expires_at=T0 + timedelta(minutes=1),
+    )
     clock.advance(minutes=5)
     hold = commands.place_hold(ledger, "user-1", 5, actor="t", idem=None)
     assert hold.body["entry"]["version"] == 4  # after the credit expiry at version 3
-    result = commands.capture_hold(ledger, "user-1", uuid.UUID(hold.body["entry"]["hold_id"]),
-                                   None, actor="t", idem=None)
+    result = commands.capture_hold(
+        ledger, "user-1", uuid.UUID(hold.body["entry"]["hold_id"]), None, actor="t", idem=None
+    )
     assert result.body["balance"]["available"] == 95
 
 
@@ -378,5 +403,7 @@ def test_a_credit_limit_change_answers_200(ledger: Ledger) -> None:
     assert result.status == 200
     assert result.body["entry"]["type"] == "credit_limit_change"
     assert result.body["balance"]["credit_limit"] == 500
-    assert commands.consume(ledger, "user-1", 500, actor="t",
-                            idem=None).body["balance"]["available"] == -500
+    assert (
+        commands.consume(ledger, "user-1", 500, actor="t", idem=None).body["balance"]["available"]
+        == -500
+    )

@@ -41,8 +41,17 @@ from service.domain.events import LedgerEntry
 from service.domain.values import entry_id_for
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-COUNTERS = ("available", "held", "credit_limit", "purchased", "granted", "consumed",
-            "refunded", "deducted", "expired")
+COUNTERS = (
+    "available",
+    "held",
+    "credit_limit",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+)
 
 # Small amounts often, so balances hit zero, debts get repaid, buckets run empty.
 amounts = st.integers(min_value=1, max_value=5) | st.integers(min_value=1, max_value=120)
@@ -114,8 +123,7 @@ class ReferenceLedger:
         repay = min(amount, max(-self.loose, 0))
         self.loose += repay
         if amount > repay:
-            self.buckets.append(RefBucket(amount, amount - repay, expires_at,
-                                          next(self._order)))
+            self.buckets.append(RefBucket(amount, amount - repay, expires_at, next(self._order)))
 
     def _take(self, amount: int) -> list[tuple[RefBucket | None, int]]:
         def order(b: RefBucket) -> tuple[bool, datetime, int]:
@@ -142,9 +150,9 @@ class ReferenceLedger:
                 bucket.left += amount
 
     @staticmethod
-    def _first(parts: list[tuple[RefBucket | None, int]],
-               tokens: int) -> tuple[list[tuple[RefBucket | None, int]],
-                                     list[tuple[RefBucket | None, int]]]:
+    def _first(
+        parts: list[tuple[RefBucket | None, int]], tokens: int
+    ) -> tuple[list[tuple[RefBucket | None, int]], list[tuple[RefBucket | None, int]]]:
         head, tail = [], []
         for bucket, amount in parts:
             now = min(amount, tokens)
@@ -161,10 +169,15 @@ class ReferenceLedger:
         bucket expiring at the same instant, so its tokens expire with it)."""
         while True:
             due: list[tuple[datetime, int, int, RefHold | RefBucket]] = [
-                (h.expires_at, 0, i, h) for i, h in enumerate(self.holds)
-                if h.open and h.expires_at <= now]
-            due += [(b.expires_at, 1, i, b) for i, b in enumerate(self.buckets)
-                    if b.expires_at is not None and b.expires_at <= now and b.left]
+                (h.expires_at, 0, i, h)
+                for i, h in enumerate(self.holds)
+                if h.open and h.expires_at <= now
+            ]
+            due += [
+                (b.expires_at, 1, i, b)
+                for i, b in enumerate(self.buckets)
+                if b.expires_at is not None and b.expires_at <= now and b.left
+            ]
             if not due:
                 return
             item = min(due, key=lambda d: d[:3])[3]
@@ -177,8 +190,7 @@ class ReferenceLedger:
                 self._entry(available=-left, expired=left)
 
     # commands
-    def credit(self, kind: str, amount: int, expires_at: datetime | None,
-               now: datetime) -> None:
+    def credit(self, kind: str, amount: int, expires_at: datetime | None, now: datetime) -> None:
         self.settle(now)
         self._credit(amount, expires_at)
         self._entry(available=amount, **{kind: amount})
@@ -262,7 +274,8 @@ class Projection:
         config = Settings(database_url=f"sqlite:///{Path(self.directory.name) / 'view.db'}")
         migrate(config)
         factory = InfrastructureFactory.construct(
-            env=Environment("balances", config.eventsourcing_env()))
+            env=Environment("balances", config.eventsourcing_env())
+        )
         self.view = factory.tracking_recorder(SQLiteBalanceView)
         self.positions = itertools.count(1)
 
@@ -329,25 +342,31 @@ class LedgerMachine(RuleBasedStateMachine):
         self.projection.feed([e for e in events if isinstance(e, LedgerEntry)])
 
     def target(self, entry: LedgerEntry) -> RefundTarget:
-        return RefundTarget(str(entry_id_for(self.account.id, entry.originator_version)),
-                            entry.amount, list(entry.draws))
+        return RefundTarget(
+            str(entry_id_for(self.account.id, entry.originator_version)),
+            entry.amount,
+            list(entry.draws),
+        )
 
     # rules
-    @rule(amount=amounts, expires=st.none() | offsets, kind=st.sampled_from(["purchase",
-                                                                              "grant"]))
+    @rule(amount=amounts, expires=st.none() | offsets, kind=st.sampled_from(["purchase", "grant"]))
     def credit(self, amount: int, expires: int | None, kind: str) -> None:
         expires_at = None if expires is None else self.now + timedelta(seconds=expires)
         command = self.account.purchase if kind == "purchase" else self.account.grant
         counter = "purchased" if kind == "purchase" else "granted"
-        self.both(lambda: command(amount, expires_at=expires_at, now=self.now),
-                  lambda: self.model.credit(counter, amount, expires_at, self.now))
+        self.both(
+            lambda: command(amount, expires_at=expires_at, now=self.now),
+            lambda: self.model.credit(counter, amount, expires_at, self.now),
+        )
 
     @rule(amount=amounts, kind=st.sampled_from(["consume", "deduct"]))
     def debit(self, amount: int, kind: str) -> None:
         command = self.account.consume if kind == "consume" else self.account.deduct
         counter = "consumed" if kind == "consume" else "deducted"
-        outcome, debit = self.both(lambda: command(amount, now=self.now),
-                                   lambda: self.model.debit(counter, amount, self.now))
+        outcome, debit = self.both(
+            lambda: command(amount, now=self.now),
+            lambda: self.model.debit(counter, amount, self.now),
+        )
         if outcome is not None and kind == "consume":
             self.debits.append((self.target(outcome.entry), debit))
 
@@ -355,7 +374,8 @@ class LedgerMachine(RuleBasedStateMachine):
     def hold(self, amount: int, ttl: int) -> None:
         outcome, hold = self.both(
             lambda: self.account.place_hold(amount, ttl_seconds=ttl, now=self.now),
-            lambda: self.model.hold(amount, ttl, self.now))
+            lambda: self.model.hold(amount, ttl, self.now),
+        )
         if outcome is not None:
             entry = outcome.entry
             # the hold is named by its own entry (captures and releases find it so)
@@ -364,22 +384,28 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def on_hold(self, command: Any) -> Any:
         """A hold that is no longer active is 409 (as ``commands`` answers)."""
+
         def run() -> Any:
             try:
                 return command()
             except HoldNotFound:
                 raise HoldNotActive() from None
+
         return run
 
     @precondition(lambda self: self.holds)
     @rule(pick=picks, how=st.sampled_from(["full", "partial", "over"]), extra=amounts)
     def capture(self, pick: int, how: str, extra: int) -> None:
         hold_id, hold = self.holds[pick % len(self.holds)]
-        amount = {"full": None, "partial": max(1, hold.amount - extra),
-                  "over": hold.amount + extra}[how]
+        amount = {
+            "full": None,
+            "partial": max(1, hold.amount - extra),
+            "over": hold.amount + extra,
+        }[how]
         outcome, debit = self.both(
             self.on_hold(lambda: self.account.capture_hold(hold_id, amount, now=self.now)),
-            lambda: self.model.capture(hold, amount, self.now))
+            lambda: self.model.capture(hold, amount, self.now),
+        )
         if outcome is not None:
             self.debits.append((self.target(outcome.entry), debit))
 
@@ -387,23 +413,28 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(pick=picks)
     def release(self, pick: int) -> None:
         hold_id, hold = self.holds[pick % len(self.holds)]
-        self.both(self.on_hold(lambda: self.account.release_hold(hold_id, now=self.now)),
-                  lambda: self.model.release(hold, self.now))
+        self.both(
+            self.on_hold(lambda: self.account.release_hold(hold_id, now=self.now)),
+            lambda: self.model.release(hold, self.now),
+        )
 
     @precondition(lambda self: self.debits)
     @rule(pick=picks, how=st.sampled_from(["whole", "partial", "excess"]), part=amounts)
     def refund(self, pick: int, how: str, part: int) -> None:
         target, debit = self.debits[pick % len(self.debits)]
         left = debit.amount - debit.refunded
-        amount = {"whole": None, "partial": max(1, min(part, left)),
-                  "excess": left + part}[how]
-        self.both(lambda: self.account.refund(target, amount, now=self.now),
-                  lambda: self.model.refund(debit, amount, self.now))
+        amount = {"whole": None, "partial": max(1, min(part, left)), "excess": left + part}[how]
+        self.both(
+            lambda: self.account.refund(target, amount, now=self.now),
+            lambda: self.model.refund(debit, amount, self.now),
+        )
 
     @rule(limit=st.integers(min_value=0, max_value=10) | st.integers(min_value=0, max_value=300))
     def set_credit_limit(self, limit: int) -> None:
-        self.both(lambda: self.account.set_credit_limit(limit, now=self.now),
-                  lambda: self.model.set_credit_limit(limit, self.now))
+        self.both(
+            lambda: self.account.set_credit_limit(limit, now=self.now),
+            lambda: self.model.set_credit_limit(limit, self.now),
+        )
 
     @rule(seconds=steps)
     def time_passes(self, seconds: int) -> None:
@@ -420,8 +451,10 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def contract_invariant_holds(self) -> None:
         b = self.account.balance()
-        assert (b.available + b.held
-                == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired)
+        assert (
+            b.available + b.held
+            == b.purchased + b.granted + b.refunded - b.consumed - b.deducted - b.expired
+        )
         assert b.available >= -b.credit_limit
         assert b.held >= 0 and b.credit_limit >= 0
 
@@ -443,7 +476,8 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         assert row is not None
         assert {c: row[c] for c in (*COUNTERS, "version")} == {
-            c: getattr(b, c) for c in (*COUNTERS, "version")}
+            c: getattr(b, c) for c in (*COUNTERS, "version")
+        }
 
     def teardown(self) -> None:
         # the entries alone rebuild the same account (as a load does)
@@ -458,5 +492,8 @@ class LedgerMachine(RuleBasedStateMachine):
 
 LedgerMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("MODEL_EXAMPLES", "200")),  # more: MODEL_EXAMPLES=2000
-    stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestLedgerModel = LedgerMachine.TestCase

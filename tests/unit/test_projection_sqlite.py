@@ -20,8 +20,18 @@ from service.domain.account import Account
 from service.domain.events import LedgerEntry
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-COUNTERS = ("available", "held", "credit_limit", "purchased", "granted", "consumed",
-            "refunded", "deducted", "expired", "version")
+COUNTERS = (
+    "available",
+    "held",
+    "credit_limit",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+    "version",
+)
 
 
 @pytest.fixture
@@ -34,7 +44,8 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def view(settings: Settings) -> SQLiteBalanceView:
     factory = InfrastructureFactory.construct(
-        env=Environment("balances", settings.eventsourcing_env()))
+        env=Environment("balances", settings.eventsourcing_env())
+    )
     return factory.tracking_recorder(SQLiteBalanceView)
 
 
@@ -64,8 +75,7 @@ def test_applying_entries_builds_the_aggregates_balance(view: SQLiteBalanceView)
     assert hold_id is not None
     account.capture_hold(hold_id, 3, now=NOW)
     for position, entry in enumerate(entries_of(account), start=10):
-        row = view.apply_entry(entry, Tracking(APPLICATION_NAME, position),
-                               expiry_schedule(entry))
+        row = view.apply_entry(entry, Tracking(APPLICATION_NAME, position), expiry_schedule(entry))
         assert row is not None and row["position"] == position
     projected = view.get_balance("user-1")
     assert projected is not None
@@ -88,28 +98,24 @@ def test_an_entry_applied_twice_changes_nothing(view: SQLiteBalanceView) -> None
     assert projected["position"] == 1
 
 
-def test_holds_and_expiring_credit_are_scheduled_until_they_close(
-        view: SQLiteBalanceView) -> None:
+def test_holds_and_expiring_credit_are_scheduled_until_they_close(view: SQLiteBalanceView) -> None:
     account = Account(account_id="user-1")
     account.grant(50, expires_at=NOW + timedelta(hours=1), now=NOW)
     hold_id = account.place_hold(10, ttl_seconds=60, now=NOW).entry.hold_id
     assert hold_id is not None
     positions = iter(range(1, 100))
     for entry in entries_of(account):
-        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)),
-                         expiry_schedule(entry))
+        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)), expiry_schedule(entry))
     assert view.due_accounts("2026-03-01T12:00:59.000000Z", 10) == []
     assert view.due_accounts("2026-03-01T12:01:00.000000Z", 10) == ["user-1"]
     account.release_hold(hold_id, now=NOW)
     for entry in entries_of(account):
-        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)),
-                         expiry_schedule(entry))
+        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)), expiry_schedule(entry))
     assert view.due_accounts("2026-03-01T12:30:00.000000Z", 10) == []
     assert view.due_accounts("2026-03-01T13:00:00.000000Z", 10) == ["user-1"]
     account.settle(NOW + timedelta(hours=2))
     for entry in entries_of(account):
-        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)),
-                         expiry_schedule(entry))
+        view.apply_entry(entry, Tracking(APPLICATION_NAME, next(positions)), expiry_schedule(entry))
     assert view.due_accounts("2026-03-02T00:00:00.000000Z", 10) == []
     projected = view.get_balance("user-1")
     assert projected is not None
@@ -117,7 +123,8 @@ def test_holds_and_expiring_credit_are_scheduled_until_they_close(
 
 
 def test_the_projection_follows_the_ledgers_notification_log(
-        ledger: Ledger, view: SQLiteBalanceView) -> None:
+    ledger: Ledger, view: SQLiteBalanceView
+) -> None:
     commands.purchase(ledger, "user-1", 500, actor="t", idem=None)
     commands.purchase(ledger, "user-2", 70, actor="t", idem=None)
     spent = commands.consume(ledger, "user-1", 120, actor="t", idem=None)
@@ -125,9 +132,12 @@ def test_the_projection_follows_the_ledgers_notification_log(
 
     def catch_up() -> None:
         for notification in ledger.recorder.select_notifications(
-                start=view.position(), limit=1000, inclusive_of_start=False):
-            projection.process_event(ledger.mapper.to_domain_event(notification),
-                                     Tracking(APPLICATION_NAME, notification.id))
+            start=view.position(), limit=1000, inclusive_of_start=False
+        ):
+            projection.process_event(
+                ledger.mapper.to_domain_event(notification),
+                Tracking(APPLICATION_NAME, notification.id),
+            )
 
     catch_up()
     assert view.position() == spent.position
