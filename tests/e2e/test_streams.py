@@ -223,3 +223,24 @@ def test_a_stream_keeps_delivering_while_the_bridge_is_down(tmp_path: Path) -> N
                 assert frame.json()["available"] == 77
             finally:
                 stream.close()
+
+
+def test_an_expired_hold_reaches_the_balance_stream_within_15_seconds(
+    base_url: str, client: httpx.Client
+) -> None:
+    account = new_account()
+    post(client, account, "purchases", 100)
+    placed = client.post(f"/v1/accounts/{account}/holds", json={"amount": 40, "ttl_seconds": 1})
+    assert placed.status_code == 201, placed.text
+    stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream", AUTH)
+    try:
+        frame = stream.next_data()
+        while frame.json()["version"] < 3:
+            frame = stream.next_data(timeout=15)
+        assert frame.json()["held"] == 0
+        assert frame.json()["available"] == 100
+    finally:
+        stream.close()
+    entries = client.get(f"/v1/accounts/{account}/entries").json()["entries"]
+    assert [e["type"] for e in entries] == ["purchase", "hold", "hold_expiry"]
+    assert entries[2]["hold_id"] == placed.json()["entry"]["hold_id"]
