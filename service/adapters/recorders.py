@@ -67,6 +67,10 @@ class LedgerRecorder(Protocol):
         """The account's last version at or before global ``position`` (0: none)."""
         ...
 
+    def last_position(self, originator_id: UUID) -> int:
+        """The position of the account's last stored event (0: none)."""
+        ...
+
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder with idempotency records and per-account entry reads."""
@@ -94,6 +98,16 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             "SELECT COALESCE(MAX(originator_version), 0) AS version FROM {}.{}"
             " WHERE originator_id = %s AND notification_id <= %s"
         ).format(schema, Identifier(self.events_table_name))
+        self._select_last_position = SQL(
+            "SELECT notification_id FROM {}.{} WHERE originator_id = %s"
+            " ORDER BY originator_version DESC LIMIT 1"
+        ).format(schema, Identifier(self.events_table_name))
+
+    def last_position(self, originator_id: UUID) -> int:
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_last_position, (originator_id,), prepare=True)
+            row = curs.fetchone()
+        return int(row["notification_id"]) if row is not None else 0
 
     def version_at_position(self, originator_id: UUID, position: int) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -161,6 +175,16 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             f"SELECT COALESCE(MAX(originator_version), 0) AS version FROM {self.events_table_name}"
             " WHERE originator_id = ? AND rowid <= ?"
         )
+        self._select_last_position = (
+            f"SELECT rowid FROM {self.events_table_name} WHERE originator_id = ?"
+            " ORDER BY originator_version DESC LIMIT 1"
+        )
+
+    def last_position(self, originator_id: UUID) -> int:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(self._select_last_position, (originator_id.hex,))
+            row = c.fetchone()
+        return int(row["rowid"]) if row is not None else 0
 
     def version_at_position(self, originator_id: UUID, position: int) -> int:
         with self.datastore.transaction(commit=False) as c:

@@ -51,8 +51,9 @@ Choices where the contract is silent:
 - Balance: `ETag` is the quoted position; `If-None-Match` (also `*` and weak
   tags) → 304. `wait` is a number of seconds 0..10; `min_position` without
   `wait` checks once. `as_of` and `as_of_version` need scope `read` (not a
-  stream token) and exclude each other (422). An account the balance
-  projection has not seen yet → 404 `account-not-found` (use `min_position`).
+  stream token) and exclude each other (422). Without `min_position`, a read
+  waits up to 2 s for the projection to apply the account's last stored entry
+  (read-your-writes), else answers with `"stale": true`.
 - Query integers (`after_version`, `after_position`, `min_position`,
   `as_of_version`) are 0..2^63-1; `limit` is 1..1000 (default 100).
 - Responses carrying a secret (new API key, stream token) are `Cache-Control:

@@ -24,11 +24,15 @@ from service.api.schemas import (
 )
 from service.application import reads
 from service.domain.errors import AccountNotFound, ValidationFailed
+from service.domain.values import account_uuid
 from service.runtime import Runtime
 
 router = APIRouter(tags=["reads"])
 
 MAX_WAIT_SECONDS = 10.0
+IMPLICIT_WAIT_SECONDS = 2.0
+"""Without ``min_position``, how long a balance read waits for the projection
+to apply the account's last entry (read-your-writes for sequential clients)."""
 POLL_SECONDS = 0.05
 """How often a waiting balance read re-checks the projection's position."""
 
@@ -110,9 +114,14 @@ async def get_balance(
                 reads.balance_as_of, runtime.ledger, account_id, moment
             )
         return _balance_response(request, historical)
-    stale = False
-    if min_position is not None:
-        stale = not await _reached(runtime, account_id, min_position, wait)
+    if min_position is None:
+        # Read-your-writes without asking: wait (briefly) until the projection
+        # has applied the account's last stored entry.
+        min_position = await run_in_threadpool(
+            runtime.ledger.ledger_recorder.last_position, account_uuid(account_id)
+        )
+        wait = IMPLICIT_WAIT_SECONDS
+    stale = not await _reached(runtime, account_id, min_position, wait)
     balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
     if balance is None:
         raise AccountNotFound(f"account {account_id} has no entries")
