@@ -108,10 +108,13 @@ class BalanceProjection(Projection[BalanceView]):
         if balance is None or self.broker is None:
             return
         account_id = domain_event.account_id
-        self.broker.publish(balance_channel(account_id), balance)
-        self.broker.publish(ALL_BALANCES, balance)
-        self.broker.publish(
-            entries_channel(account_id), render_entry(domain_event, tracking.notification_id)
+        entry = render_entry(domain_event, tracking.notification_id)
+        self.broker.publish_many(
+            [
+                (balance_channel(account_id), balance),
+                (ALL_BALANCES, balance),
+                (entries_channel(account_id), entry),
+            ]
         )
 
 

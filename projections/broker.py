@@ -64,6 +64,10 @@ class Broker(Protocol):
         """Publishes ``message`` on ``channel``; thread-safe, never raises."""
         ...
 
+    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        """Publishes ``(channel, message)`` pairs in order, in one round trip."""
+        ...
+
     def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         """Subscribes for the duration of an ``async with`` block."""
         ...
@@ -115,6 +119,10 @@ class InProcessBroker(_LocalFanout):
     def publish(self, channel: str, message: dict[str, Any]) -> None:
         self.dispatch(channel, message)
 
+    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+        for channel, message in messages:
+            self.dispatch(channel, message)
+
     async def start(self) -> None:
         return None
 
@@ -139,8 +147,14 @@ class RedisBroker(_LocalFanout):
         return self._healthy
 
     def publish(self, channel: str, message: dict[str, Any]) -> None:
+        self.publish_many([(channel, message)])
+
+    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
         try:
-            self._publisher.publish(channel, json.dumps(message, separators=(",", ":")))
+            with self._publisher.pipeline(transaction=False) as pipe:
+                for channel, message in messages:
+                    pipe.publish(channel, json.dumps(message, separators=(",", ":")))
+                pipe.execute()
         except redis.RedisError as error:
             self._healthy = False
             log.warning("bridge publish failed: %s", error)

@@ -87,7 +87,6 @@ class Settings(BaseSettings):
             POSTGRES_POOL_SIZE="1",
             POSTGRES_MAX_OVERFLOW=str(max(self.database_pool_size - 1, 0)),
             POSTGRES_CONN_MAX_AGE="600",
-            POSTGRES_PRE_PING="y",
             POSTGRES_LOCK_TIMEOUT="10",
             APPLICATION_RECORDER_TOPIC="service.adapters.recorders:PostgresLedgerRecorder",
         )
