@@ -21,9 +21,9 @@ from starlette.concurrency import run_in_threadpool
 
 from projections.channels import ALL_BALANCES, balance_channel, entries_channel
 from service.api.deps import AccountReader, Auditor, RuntimeDep
-from service.application.rendering import render_balance, render_entry
+from service.application.reads import rendered_entries
+from service.application.rendering import render_balance
 from service.domain.errors import ValidationFailed
-from service.domain.events import LedgerEntry
 from service.domain.values import Balance, account_uuid, is_valid_account_id
 from service.runtime import Runtime
 
@@ -143,11 +143,10 @@ async def _entry_frames(
             notifications = await run_in_threadpool(
                 recorder.select_entries, originator, version, BATCH
             )
-            for notification in notifications:
-                entry = ledger.mapper.to_domain_event(notification)
-                assert isinstance(entry, LedgerEntry)
-                yield _frame("entry", render_entry(entry, notification.id))
-                version = notification.originator_version
+            entries, _ = rendered_entries(ledger, notifications, BATCH)
+            for entry in entries:
+                yield _frame("entry", entry)
+                version = entry["version"]
             if len(notifications) == BATCH:
                 continue
             message = await subscription.get(_poll_timeout(runtime))

@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from service.application.ledger import Ledger
@@ -45,13 +47,7 @@ def account_entries(
     )
     if not notifications and not _exists(ledger, account_id):
         raise AccountNotFound(f"account {account_id} has no entries")
-    page = notifications[:limit]
-    entries = []
-    for n in page:
-        entry = ledger.mapper.to_domain_event(n)
-        assert isinstance(entry, LedgerEntry)
-        entries.append(render_entry(entry, n.id))
-    more = len(notifications) > limit
+    entries, more = rendered_entries(ledger, notifications, limit)
     return {
         "entries": entries,
         "next_after_version": entries[-1]["version"] if more and entries else None,
@@ -64,17 +60,24 @@ def global_entries(ledger: Ledger, after_position: int, limit: int) -> dict[str,
     notifications = ledger.recorder.select_notifications(
         start=after_position, limit=limit + 1, topics=ENTRY_TOPICS, inclusive_of_start=False
     )
-    page = notifications[:limit]
-    entries = []
-    for n in page:
-        entry = ledger.mapper.to_domain_event(n)
-        assert isinstance(entry, LedgerEntry)
-        entries.append(render_entry(entry, n.id))
-    more = len(notifications) > limit
+    entries, more = rendered_entries(ledger, notifications, limit)
     return {
         "entries": entries,
         "next_after_position": entries[-1]["position"] if more and entries else None,
     }
+
+
+def rendered_entries(
+    ledger: Ledger, notifications: Sequence[Notification], limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """The first ``limit`` stored entries as contract Entries, and whether
+    there were more (callers ask for ``limit + 1`` to know)."""
+    entries = []
+    for notification in notifications[:limit]:
+        entry = ledger.mapper.to_domain_event(notification)
+        assert isinstance(entry, LedgerEntry)
+        entries.append(render_entry(entry, notification.id))
+    return entries, len(notifications) > limit
 
 
 def balance_at_version(ledger: Ledger, account_id: str, version: int) -> dict[str, Any]:
