@@ -13,10 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from eventsourcing.projection import ProjectionRunner
-from psycopg import sql
 
 from projections.balances import BalanceProjection
 from projections.views import PostgresBalanceView
@@ -27,39 +25,19 @@ from service.application.ledger import Ledger, WriteResult
 from service.config import Settings
 from service.domain.errors import IdempotencyKeyInFlight, InsufficientBalance
 from service.domain.values import account_uuid
+from tests.helpers.balances import FIELDS as COUNTERS
+from tests.helpers.servers import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
-
-SERVER = "postgresql://postgres@127.0.0.1:5432"
-COUNTERS = (
-    "available",
-    "held",
-    "credit_limit",
-    "purchased",
-    "granted",
-    "consumed",
-    "refunded",
-    "deducted",
-    "expired",
-    "version",
-)
 
 
 @pytest.fixture(scope="module")
 def settings() -> Iterator[Settings]:
-    name = f"ledger_it_{uuid.uuid4().hex}"
-    with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+    with fresh_postgres_database("ledger_it") as url:
         # small pools: the suite shares the server (max_connections) with other tests
-        settings = Settings(database_url=f"{SERVER}/{name}", database_pool_size=4)
+        settings = Settings(database_url=url, database_pool_size=4)
         migrate(settings)
         yield settings
-    finally:
-        with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")

@@ -39,19 +39,9 @@ from service.domain.account import Account, RefundTarget
 from service.domain.errors import HoldNotActive, HoldNotFound, LedgerError
 from service.domain.events import LedgerEntry
 from service.domain.values import entry_id_for
+from tests.helpers.balances import COUNTERS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-COUNTERS = (
-    "available",
-    "held",
-    "credit_limit",
-    "purchased",
-    "granted",
-    "consumed",
-    "refunded",
-    "deducted",
-    "expired",
-)
 
 # Small amounts often, so balances hit zero, debts get repaid, buckets run empty.
 amounts = st.integers(min_value=1, max_value=5) | st.integers(min_value=1, max_value=120)

@@ -18,20 +18,9 @@ from service.application.ledger import Ledger
 from service.config import APPLICATION_NAME, Settings
 from service.domain.account import Account
 from service.domain.events import LedgerEntry
+from tests.helpers.balances import FIELDS as COUNTERS
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-COUNTERS = (
-    "available",
-    "held",
-    "credit_limit",
-    "purchased",
-    "granted",
-    "consumed",
-    "refunded",
-    "deducted",
-    "expired",
-    "version",
-)
 
 
 @pytest.fixture
