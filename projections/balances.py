@@ -18,7 +18,7 @@ from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
 from projections.broker import Broker
-from projections.channels import ALL_BALANCES, balance_channel, entries_channel
+from projections.channels import POSITIONS, account_channel
 from service.application.rendering import render_entry, rfc3339
 from service.config import APPLICATION_NAME
 from service.domain.events import (
@@ -111,9 +111,8 @@ class BalanceProjection(Projection[BalanceView]):
         entry = render_entry(domain_event, tracking.notification_id)
         self.broker.publish_many(
             [
-                (balance_channel(account_id), balance),
-                (ALL_BALANCES, balance),
-                (entries_channel(account_id), entry),
+                (account_channel(account_id), {"balance": balance, "entries": [entry]}),
+                (POSITIONS, {"position": tracking.notification_id}),
             ]
         )
 

@@ -1,22 +1,28 @@
 """Pub/sub channel names of the bridge and the messages published on them.
 
-Every message is a JSON object with a ``position`` (the global position of the
-entry that caused it): on a balance channel a contract Balance, on an entries
-channel a contract Entry.
+The projection leader publishes, after each committed batch of log entries:
+
+- on :func:`account_channel` (one message per changed account per batch):
+  ``{"balance": Balance, "entries": [Entry, ...]}``: the account's balance after
+  the batch and the entries of the batch that changed it, in version order
+  (contract Balance and Entry objects, each with its ``position``);
+- then on :data:`POSITIONS`: ``{"position": P}``, the tracking position the
+  batch reached (every entry at or below ``P`` is in the balance table).
+
+:data:`KEYS` carries ``{"revoked": "<key name>"}`` when an API key is revoked,
+so every process drops it from its key cache at once.
 """
 
 from __future__ import annotations
 
 PREFIX = "ledger"
-ALL_BALANCES = f"{PREFIX}:balances"
-"""Every account's balance changes (the audit stream)."""
+ACCOUNT_PREFIX = f"{PREFIX}:account:"
+POSITIONS = f"{PREFIX}:position"
+"""The projection's tracking position after each batch."""
+KEYS = f"{PREFIX}:keys"
+"""API key revocations."""
 
 
-def balance_channel(account_id: str) -> str:
-    """Balance changes of one account."""
-    return f"{PREFIX}:balance:{account_id}"
-
-
-def entries_channel(account_id: str) -> str:
-    """New entries of one account."""
-    return f"{PREFIX}:entries:{account_id}"
+def account_channel(account_id: str) -> str:
+    """Balance and entries of one account, one message per projection batch."""
+    return f"{ACCOUNT_PREFIX}{account_id}"

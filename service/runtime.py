@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from projections.balances import BalanceView
 from projections.broker import Broker, make_broker
+from projections.hub import StreamHub
 from projections.runner import ProjectionService, open_balance_view
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
 from service.adapters.migrate import migrate
@@ -32,6 +33,7 @@ class Runtime:
     broker: Broker
     keys: KeyStore
     secret_key: str
+    hub: StreamHub
     projection: ProjectionService | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -59,7 +61,7 @@ class Runtime:
             if settings.secret_key
             else secrets.token_urlsafe(32)
         )
-        runtime = cls(settings, ledger, balances, broker, keys, secret)
+        runtime = cls(settings, ledger, balances, broker, keys, secret, StreamHub(broker, balances, ledger))
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger)
         runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds)
@@ -68,6 +70,7 @@ class Runtime:
     async def start(self) -> None:
         """Starts the bridge, the projection thread and the sweeper."""
         await self.broker.start()
+        await self.hub.start()
         if self.projection is not None:
             self.projection.start()
         if self.sweeper is not None:
@@ -81,6 +84,7 @@ class Runtime:
             await loop.run_in_executor(None, self.sweeper.stop)
         if self.projection is not None:
             await loop.run_in_executor(None, self.projection.stop)
+        await self.hub.close()
         await self.broker.close()
         self.keys.close()
         self.ledger.close()

@@ -3,14 +3,12 @@ and the global entry feed."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from projections.channels import balance_channel
 from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
 from service.api.schemas import (
     MAX_POSITION,
@@ -61,24 +59,8 @@ def _balance_response(request: Request, balance: dict[str, Any]) -> Response:
 
 
 async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: float) -> bool:
-    """Waits up to ``wait`` seconds until the projection has applied
-    ``min_position``; woken by the account's balance changes, polling besides."""
-    if await run_in_threadpool(runtime.balances.position) >= min_position:
-        return True
-    if wait <= 0:
-        return False
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
-    async with runtime.broker.subscribe(balance_channel(account_id)) as subscription:
-        while True:
-            if await run_in_threadpool(runtime.balances.position) >= min_position:
-                return True
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            message = await subscription.get(min(remaining, POLL_SECONDS))
-            if message is not None and int(message.get("position", 0)) >= min_position:
-                return True
+    """Waits up to ``wait`` seconds until the projection has applied ``min_position``."""
+    return await runtime.hub.wait_for_position(min_position, wait)
 
 
 @router.get(
