@@ -1,10 +1,12 @@
 """The pub/sub bridge: Redis in production, an in-process broker by default.
 
-The projection publishes from its own thread (:meth:`Broker.publish` is
-synchronous and never raises: a bridge outage must not stop the projection);
-SSE handlers subscribe from the event loop (:meth:`Broker.subscribe`). Each
-process keeps one Redis connection that pattern-subscribes to every ledger
-channel and fans messages out to its local subscribers.
+The projection publishes from its own thread (:meth:`Broker.publish_many` is
+synchronous and never raises: a bridge outage must not stop the projection).
+Each process keeps ONE Redis connection that pattern-subscribes to every ledger
+channel; the messages are handed to listeners registered with
+:meth:`Broker.add_listener` (one channel) or :meth:`Broker.add_prefix_listener`
+(every channel starting with a prefix), always on the event loop that
+registered them. Messages are JSON objects (``dict``), parsed once per process.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-import threading
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis
@@ -24,52 +25,44 @@ from projections.channels import PREFIX
 
 log = logging.getLogger(__name__)
 
-QUEUE_SIZE = 1000
-"""Messages buffered per subscriber; a slower subscriber drops the oldest and
-recovers from the balance table / the ledger."""
-
-
-class Subscription:
-    """Messages of one channel for one subscriber, delivered on its event loop."""
-
-    def __init__(self, channel: str, loop: asyncio.AbstractEventLoop) -> None:
-        self.channel = channel
-        self.loop = loop
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        """Called on the subscriber's loop; drops the oldest when full."""
-        if self.queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-        self.queue.put_nowait(message)
-
-    async def get(self, timeout: float) -> dict[str, Any] | None:
-        """The next message, or ``None`` after ``timeout`` seconds."""
-        try:
-            return await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
+Message = dict[str, Any]
+Listener = Callable[[Message], None]
+"""Called on the event loop with each message of one channel."""
+PrefixListener = Callable[[str, Message], None]
+"""Called on the event loop with ``(channel, message)``."""
 
 
 class Broker(Protocol):
-    """Publishes JSON messages on channels; subscribers get them in order."""
+    """Publishes JSON messages on channels; listeners get them in order."""
 
     @property
     def healthy(self) -> bool:
-        """False while the bridge is known to be down (streams then poll)."""
+        """False while the bridge is known to be down (the hub then polls)."""
         ...
 
-    def publish(self, channel: str, message: dict[str, Any]) -> None:
+    @property
+    def epoch(self) -> int:
+        """Bumped whenever messages may have been lost (listener reconnected,
+        a publish failed): readers then catch up from the store once."""
+        ...
+
+    def publish(self, channel: str, message: Message) -> None:
         """Publishes ``message`` on ``channel``; thread-safe, never raises."""
         ...
 
-    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        """Publishes ``(channel, message)`` pairs in order, in one round trip."""
+    def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        """Publishes ``(channel, message)`` pairs in order, in one round trip;
+        thread-safe, never raises."""
         ...
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
-        """Subscribes for the duration of an ``async with`` block."""
+    def add_listener(self, channel: str, callback: Listener) -> Callable[[], None]:
+        """Calls ``callback(message)`` on the running loop for each message of
+        exactly ``channel``; returns a function that removes it."""
+        ...
+
+    def add_prefix_listener(self, prefix: str, callback: PrefixListener) -> Callable[[], None]:
+        """Calls ``callback(channel, message)`` for each channel starting with
+        ``prefix``; returns a function that removes it."""
         ...
 
     async def start(self) -> None:
@@ -81,47 +74,62 @@ class Broker(Protocol):
         ...
 
 
-class _LocalFanout:
+class _Listeners:
+    """The process's listeners, all on one event loop (the loop of the first)."""
+
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._subs: dict[str, set[Subscription]] = {}
+        self._exact: dict[str, list[Listener]] = {}
+        self._prefixed: list[tuple[str, PrefixListener]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def dispatch(self, channel: str, message: dict[str, Any]) -> None:
-        with self._lock:
-            subs = list(self._subs.get(channel, ()))
-        for sub in subs:
-            try:
-                sub.loop.call_soon_threadsafe(sub.deliver, message)
-            except RuntimeError:  # loop closed
-                continue
+    def add_listener(self, channel: str, callback: Listener) -> Callable[[], None]:
+        self._loop = asyncio.get_running_loop()
+        self._exact.setdefault(channel, []).append(callback)
+        return lambda: self._exact.get(channel, []).remove(callback)
 
-    @contextlib.asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        sub = Subscription(channel, asyncio.get_running_loop())
-        with self._lock:
-            self._subs.setdefault(channel, set()).add(sub)
+    def add_prefix_listener(self, prefix: str, callback: PrefixListener) -> Callable[[], None]:
+        self._loop = asyncio.get_running_loop()
+        entry = (prefix, callback)
+        self._prefixed.append(entry)
+        return lambda: self._prefixed.remove(entry)
+
+    def dispatch(self, channel: str, message: Message) -> None:
+        """Hands one message to its listeners (on the loop); never raises."""
+        for callback in tuple(self._exact.get(channel, ())):
+            self._call(callback, message)
+        for prefix, prefixed in tuple(self._prefixed):
+            if channel.startswith(prefix):
+                self._call(prefixed, channel, message)
+
+    def dispatch_many(self, messages: list[tuple[str, Message]]) -> None:
+        for channel, message in messages:
+            self.dispatch(channel, message)
+
+    @staticmethod
+    def _call(callback: Callable[..., None], *args: Any) -> None:
         try:
-            yield sub
-        finally:
-            with self._lock:
-                subs = self._subs.get(channel)
-                if subs is not None:
-                    subs.discard(sub)
-                    if not subs:
-                        del self._subs[channel]
+            callback(*args)
+        except Exception:
+            log.exception("bridge listener failed")
 
 
-class InProcessBroker(_LocalFanout):
+class InProcessBroker(_Listeners):
     """Broker for one process (the embedded default, no Redis needed)."""
 
     healthy = True
+    epoch = 0
 
-    def publish(self, channel: str, message: dict[str, Any]) -> None:
-        self.dispatch(channel, message)
+    def publish(self, channel: str, message: Message) -> None:
+        self.publish_many([(channel, message)])
 
-    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
-        for channel, message in messages:
-            self.dispatch(channel, message)
+    def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self.dispatch_many, messages)
+        except RuntimeError:  # loop closed
+            return
 
     async def start(self) -> None:
         return None
@@ -130,8 +138,9 @@ class InProcessBroker(_LocalFanout):
         return None
 
 
-class RedisBroker(_LocalFanout):
-    """Broker over Redis pub/sub (``LEDGER_REDIS_URL``)."""
+class RedisBroker(_Listeners):
+    """Broker over Redis pub/sub (``LEDGER_REDIS_URL``). Healthy while the
+    listener connection is up; it reconnects by itself every second."""
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -140,23 +149,28 @@ class RedisBroker(_LocalFanout):
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
         )
         self._healthy = False
+        self._epoch = 0
         self._task: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
         return self._healthy
 
-    def publish(self, channel: str, message: dict[str, Any]) -> None:
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def publish(self, channel: str, message: Message) -> None:
         self.publish_many([(channel, message)])
 
-    def publish_many(self, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    def publish_many(self, messages: list[tuple[str, Message]]) -> None:
         try:
             with self._publisher.pipeline(transaction=False) as pipe:
                 for channel, message in messages:
                     pipe.publish(channel, json.dumps(message, separators=(",", ":")))
                 pipe.execute()
         except redis.RedisError as error:
-            self._healthy = False
+            self._epoch += 1  # lost: listeners catch up from the store
             log.warning("bridge publish failed: %s", error)
 
     async def start(self) -> None:
@@ -167,33 +181,45 @@ class RedisBroker(_LocalFanout):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        self._healthy = False
         with contextlib.suppress(Exception):
             self._publisher.close()
 
     async def _listen_forever(self) -> None:
         while True:
-            client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1.0)
+            client = aioredis.Redis.from_url(
+                self.url, socket_connect_timeout=1.0, socket_keepalive=True
+            )
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.psubscribe(f"{PREFIX}:*")
+                    self._epoch += 1
                     self._healthy = True
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=5.0
-                        )
-                        if message is None:
-                            await client.ping()
-                            continue
-                        self.dispatch(message["channel"].decode(), json.loads(message["data"]))
+                    await self._receive(client, pubsub)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if self._healthy:
+                    log.warning("bridge subscription lost: %s; retrying", error)
                 self._healthy = False
-                log.warning("bridge subscription lost: %s; retrying", error)
                 await asyncio.sleep(1.0)
             finally:
+                self._healthy = False
                 with contextlib.suppress(Exception):
                     await client.aclose()
+
+    async def _receive(self, client: aioredis.Redis, pubsub: aioredis.client.PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+            if message is None:
+                await asyncio.wait_for(client.ping(), 2.0)  # idle: is the link alive?
+                continue
+            try:
+                data = json.loads(message["data"])
+            except ValueError:
+                log.warning("bridge: ignored a message that is not JSON")
+                continue
+            self.dispatch(message["channel"].decode(), data)
 
 
 def make_broker(redis_url: str | None) -> Broker:

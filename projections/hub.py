@@ -1,49 +1,352 @@
-"""The per-process stream hub (placeholder: the full fan-out is being built).
+"""The per-process stream hub: one bridge listener feeding every open stream.
 
-Knows the projection's position from the bridge and lets readers wait for it.
+The hub registers ONE prefix listener on the broker (which itself holds the
+process's one Redis subscription). Each ``ledger:account:<id>`` message becomes
+one :class:`Change`, handed to the :class:`Watch` of every stream watching that
+account and to every all-accounts watch; its SSE frames are encoded once, on
+first use, and shared by all of them. ``ledger:position`` messages advance
+:attr:`StreamHub.position` and wake :meth:`StreamHub.wait_for_position`.
+
+Idle streams cost no queries. The hub alone reads the balance table: every
+``POLL_SECONDS`` while the bridge is down, once after it (re)connects or lost a
+publish (Redis pub/sub does not keep messages), and every ``SAFETY_SECONDS``
+otherwise (one query when nothing changed). A poll dispatches each account
+changed since the hub's checkpoint as a balance-only :class:`Change`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
 from typing import Any
 
+from sse_starlette import ServerSentEvent
+
 from projections.balances import BalanceView
-from projections.broker import Broker
-from projections.channels import POSITIONS
+from projections.broker import Broker, Message
+from projections.channels import ACCOUNT_PREFIX, POSITIONS, PREFIX
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+"""Polling interval of the balance table while the bridge is down."""
+SAFETY_SECONDS = 10.0
+"""Interval of the safety poll while the bridge is healthy."""
+POLL_LIMIT = 1000
+"""Rows per ``balances_after`` page."""
+
+
+def encode_frame(event: str, payload: dict[str, Any]) -> bytes:
+    """One SSE event block (WHATWG HTML, "Server-sent events", section
+    "Interpreting an event stream"): ``id: <position>``, ``event:`` and one
+    ``data:`` line of compact JSON, ended by a blank line (UTF-8 bytes)."""
+    return ServerSentEvent(
+        data=json.dumps(payload, separators=(",", ":")),
+        event=event,
+        id=str(payload["position"]),
+        sep="\n",
+    ).encode()
+
+
+class Change:
+    """One account's change: its balance after a projected batch (contract
+    Balance with ``position``) and the batch's entries (contract Entries in
+    version order), or ``entries=None`` when read from the balance table.
+    Frames are encoded once, on first use, and shared by every stream."""
+
+    __slots__ = ("_entry_frames", "_frame", "account_id", "balance", "entries", "position")
+
+    def __init__(self, balance: dict[str, Any], entries: list[dict[str, Any]] | None) -> None:
+        self.balance = balance
+        self.entries = entries
+        self.account_id: str = balance["account_id"]
+        self.position: int = balance["position"]
+        self._frame: bytes | None = None
+        self._entry_frames: list[tuple[int, bytes]] | None = None
+
+    @classmethod
+    def from_message(cls, message: Message) -> Change:
+        """From a ``ledger:account:<id>`` message (``projections.channels``)."""
+        return cls(message["balance"], list(message.get("entries") or ()))
+
+    @property
+    def version(self) -> int:
+        """The account's version after the change."""
+        return int(self.balance["version"])
+
+    def balance_frame(self) -> bytes:
+        """``event: balance`` frame of the balance (encoded once)."""
+        if self._frame is None:
+            self._frame = encode_frame("balance", self.balance)
+        return self._frame
+
+    def entry_frames(self) -> list[tuple[int, bytes]]:
+        """``(version, event: entry frame)`` per entry (encoded once)."""
+        if self._entry_frames is None:
+            self._entry_frames = [
+                (int(entry["version"]), encode_frame("entry", entry))
+                for entry in self.entries or ()
+            ]
+        return self._entry_frames
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class _Waker:
+    __slots__ = ("_waiter",)
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _notify(self) -> None:
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+    async def wait(self, timeout: float) -> bool:
+        """Waits up to ``timeout`` seconds for a change; True if one is pending.
+        Costs one future and one timer while waiting, nothing else."""
+        if self._ready():
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+        return self._ready()
+
+
+class Watch(_Waker):
+    """One stream's pending changes of one account, in arrival (position)
+    order. Past ``LIMIT`` pending the oldest is dropped: the latest is kept,
+    and entries streams see the version gap and read the store."""
+
+    __slots__ = ("pending",)
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[Change] = []
+
+    def _ready(self) -> bool:
+        return bool(self.pending)
+
+    def offer(self, change: Change) -> None:
+        """Queues ``change`` (on the loop) and wakes the stream."""
+        self.pending.append(change)
+        if len(self.pending) > self.LIMIT:
+            del self.pending[0]
+        self._notify()
+
+    def take(self) -> list[Change]:
+        """The pending changes, oldest first; leaves none pending."""
+        taken, self.pending = self.pending, []
+        return taken
+
+
+class CoalescingWatch(_Waker):
+    """Every account's pending latest change: a newer change of an account
+    replaces its pending one, so a slow reader skips intermediate balances
+    but never an account's latest (contract v1.1)."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: dict[str, Change] = {}
+
+    def _ready(self) -> bool:
+        return bool(self.pending)
+
+    def offer(self, change: Change) -> None:
+        """Keeps ``change`` as the account's pending one unless an older
+        state; moves the account to the end (position order)."""
+        older = self.pending.pop(change.account_id, None)
+        if older is not None and older.position > change.position:
+            change = older
+        self.pending[change.account_id] = change
+        self._notify()
+
+    def take(self) -> list[Change]:
+        """The pending changes in position order; leaves none pending."""
+        taken = list(self.pending.values())
+        self.pending.clear()
+        return taken
 
 
 class StreamHub:
-    """Per process: follows the bridge; ``position`` is the highest projected
-    position known; :meth:`wait_for_position` waits for the projection."""
+    """Per process: follows the bridge, fans changes out to streams.
+
+    ``position`` is the highest projection position known (from the bridge or
+    the balance table); :meth:`wait_for_position` waits for it.
+    """
 
     def __init__(self, broker: Broker, view: BalanceView, ledger: Any) -> None:
         self.broker = broker
         self.view = view
         self.ledger = ledger
         self.position = 0
+        self.queries = 0
+        """Store queries made by the hub (for tests and metrics)."""
+        self._checkpoint = 0  # every change up to here was dispatched
+        self._synced_epoch = -1  # broker epoch the checkpoint is valid for
+        self._polling_from: int | None = None  # checkpoint of the poll in flight
+        self._watches: dict[str, set[Watch]] = {}
+        self._all: set[CoalescingWatch] = set()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._remove: Any = None
 
     async def start(self) -> None:
-        self.position = await asyncio.to_thread(self.view.position)
+        """Registers the bridge listener and starts the poller (on the loop)."""
+        self._remove = self.broker.add_prefix_listener(f"{PREFIX}:", self._on_message)
+        self.position = self._checkpoint = await self._query(self.view.position)
+        self._synced_epoch = self.broker.epoch if self.broker.healthy else -1
+        self._task = asyncio.create_task(self._poll_forever(), name="stream-hub-poller")
 
     async def close(self) -> None:
-        return None
+        if self._remove is not None:
+            self._remove()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    # -- streams -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def watch(self, account_id: str) -> Iterator[Watch]:
+        """Changes of one account, from now until the block ends."""
+        watch = Watch()
+        self._watches.setdefault(account_id, set()).add(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(account_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
+                    del self._watches[account_id]
+
+    @contextlib.contextmanager
+    def watch_all(self) -> Iterator[CoalescingWatch]:
+        """Every account's changes, coalesced per account, until the block ends."""
+        watch = CoalescingWatch()
+        self._all.add(watch)
+        try:
+            yield watch
+        finally:
+            self._all.discard(watch)
+
+    def dispatch(self, change: Change) -> None:
+        """Hands ``change`` to every stream watching its account (on the loop)."""
+        for watch in tuple(self._watches.get(change.account_id, ())):
+            watch.offer(change)
+        for every in tuple(self._all):
+            every.offer(change)
+
+    @property
+    def floor(self) -> int:
+        """No change at or below this position will be dispatched any more
+        unless newer than what the bridge sent (polls read above it)."""
+        if self._polling_from is None:
+            return self._checkpoint
+        return min(self._polling_from, self._checkpoint)
+
+    # -- positions -------------------------------------------------------------
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
         """True once the balance table has applied ``position`` (waits up to
         ``timeout`` seconds; ``False`` when it was not reached)."""
+        if self.position >= position:
+            return True
+        self._advance(await self._query(self.view.position))
+        if self.position >= position or timeout <= 0:
+            return self.position >= position
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (position, waiter)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+        return self.position >= position
+
+    def _advance(self, position: int) -> None:
+        if position <= self.position:
+            return
+        self.position = position
+        if self._waiters:
+            for wanted, waiter in self._waiters:
+                if wanted <= position and not waiter.done():
+                    waiter.set_result(None)
+
+    # -- the bridge -------------------------------------------------------------
+
+    def _on_message(self, channel: str, message: Message) -> None:
+        if channel == POSITIONS:
+            position = int(message["position"])
+            if self.broker.epoch == self._synced_epoch:
+                self._checkpoint = max(self._checkpoint, position)
+            self._advance(position)
+        elif channel.startswith(ACCOUNT_PREFIX):
+            self.dispatch(Change.from_message(message))
+
+    # -- polling ---------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        async with self.broker.subscribe(POSITIONS) as subscription:
-            while True:
-                if self.position >= position:
-                    return True
-                self.position = max(self.position, await asyncio.to_thread(self.view.position))
-                if self.position >= position:
-                    return True
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    return False
-                message = await subscription.get(min(remaining, 0.05))
-                if message is not None:
-                    self.position = max(self.position, int(message["position"]))
+        last = loop.time()
+        while True:
+            healthy = self.broker.healthy
+            await asyncio.sleep(POLL_SECONDS if not healthy else 0.25)
+            now = loop.time()
+            lost = self.broker.epoch != self._synced_epoch
+            if not healthy or lost or now - last >= SAFETY_SECONDS:
+                last = now
+                try:
+                    await self.poll()
+                except Exception as error:  # store down: retry next interval
+                    log.warning("stream hub poll failed: %s", error)
+
+    async def poll(self) -> int:
+        """Reads every account changed since the checkpoint from the balance
+        table and dispatches it; returns how many were dispatched."""
+        epoch, healthy = self.broker.epoch, self.broker.healthy
+        after = self._polling_from = self._checkpoint
+        rows: list[dict[str, Any]] = []
+        try:
+            reached = await self._query(self.view.position)
+            while reached > after:
+                page = await self._query(self.view.balances_after, after, POLL_LIMIT)
+                rows.extend(page)
+                if len(page) < POLL_LIMIT:
+                    break
+                after = page[-1]["position"]
+        finally:
+            self._polling_from = None
+        for row in rows:  # all pages at once: position order across the poll
+            self.dispatch(Change(row, None))
+        top = max([reached, *(row["position"] for row in rows)])
+        self._checkpoint = max(self._checkpoint, top)
+        self._synced_epoch = epoch if healthy else -1
+        self._advance(top)
+        return len(rows)
+
+    async def _query(self, function: Any, *args: Any) -> Any:
+        self.queries += 1
+        return await asyncio.to_thread(function, *args)

@@ -1,25 +1,29 @@
 """Server-Sent Events streams of balances and entries (WHATWG HTML, "Server-sent
-events"; contract v1 "Streams").
+events"; contract v1.1 "Streams").
 
-Each stream subscribes to the bridge first, then reads its starting state, and
-sends only what is newer than what it already sent (by position), so a change
-racing the connection is neither lost nor sent twice. When no message arrives
-for a while (or the bridge is down) the stream reads the store itself, so it
-keeps delivering without the bridge and catches up when it returns. Frames carry
-``id: <position>``; clients resume with ``Last-Event-ID`` (or ``?last_event_id=``).
+Every stream registers a watch with the process's :class:`~projections.hub.
+StreamHub` first, then reads its starting state, and sends only what is newer
+than what it already sent (by position, or by version for entries), so a change
+racing the connection is neither lost nor sent twice. An idle stream costs no
+store query: the hub alone follows the bridge and, while it is down, polls the
+balance table once per process. Frames carry ``id: <position>``; clients
+resume with ``Last-Event-ID`` (or ``?last_event_id=``). The first frame is
+``retry: 3000`` (milliseconds); a ``: ping`` comment follows every
+``LEDGER_SSE_PING_SECONDS`` seconds, sent by the frame generator itself (no
+extra task per stream), which is also where ``still_valid`` can end a stream.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from projections.channels import ALL_BALANCES, balance_channel, entries_channel
+from projections.hub import Change, CoalescingWatch, Watch, encode_frame
 from service.api.deps import AccountReader, Auditor, RuntimeDep
 from service.application.reads import rendered_entries
 from service.application.rendering import render_balance
@@ -30,8 +34,14 @@ from service.runtime import Runtime
 router = APIRouter(tags=["streams"])
 
 RETRY_MS = 3000
+RETRY = ServerSentEvent(retry=RETRY_MS, sep="\n").encode()
+PING = ServerSentEvent(comment="ping", sep="\n").encode()
 BATCH = 500
+LAST = 2**62
+"""A position after every stored one (``version_at_position``: the latest)."""
 LastEventId = Annotated[int | None, Query(ge=0, description="Resume after this position")]
+StillValid = Callable[[], bool] | None
+"""Checked at every ping: ``False`` ends the stream (expired/revoked credentials)."""
 
 
 def _resume_from(request: Request, last_event_id: int | None) -> int | None:
@@ -52,27 +62,38 @@ def _check_account(account_id: str) -> None:
         raise ValidationFailed.at(["path", "account_id"], "invalid account id")
 
 
-def _frame(event: str, payload: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(
-        data=json.dumps(payload, separators=(",", ":")),
-        event=event,
-        id=str(payload["position"]),
-        sep="\n",
-    )
-
-
-def _response(runtime: Runtime, frames: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+def _response(frames: AsyncIterator[bytes]) -> EventSourceResponse:
+    # ping=0: sse-starlette starts no ping task; the generators ping themselves.
     return EventSourceResponse(
         frames,
-        ping=runtime.settings.sse_ping_seconds,
+        ping=0,
         sep="\n",
-        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
 
-def _poll_timeout(runtime: Runtime) -> float:
-    return 5.0 if runtime.broker.healthy else 1.0
+class _Pulse:
+    """Wakes a stream when changes are pending (returns them) or when a ping
+    is due (returns ``None``: pings every ``seconds``, however busy)."""
+
+    __slots__ = ("_next_ping", "seconds", "still_valid", "watch")
+
+    def __init__(self, watch: Watch | CoalescingWatch, seconds: float, still_valid: StillValid):
+        self.watch, self.seconds, self.still_valid = watch, seconds, still_valid
+        self._next_ping = asyncio.get_running_loop().time() + seconds
+
+    async def next(self) -> list[Change] | None:
+        loop = asyncio.get_running_loop()
+        while True:
+            now = loop.time()
+            if now >= self._next_ping:
+                self._next_ping = max(self._next_ping + self.seconds, now + self.seconds / 2)
+                return None
+            if await self.watch.wait(self._next_ping - now):
+                return self.watch.take()
+
+    def valid(self) -> bool:
+        return self.still_valid is None or self.still_valid()
 
 
 @router.get("/v1/accounts/{account_id}/balance/stream", summary="Stream an account's balance")
@@ -88,27 +109,33 @@ async def balance_stream(
     then every change in position order."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, _balance_frames(runtime, account_id, resume))
+    return _response(balance_frames(runtime, account_id, resume))
 
 
-async def _balance_frames(
-    runtime: Runtime, account_id: str, resume: int | None
-) -> AsyncIterator[ServerSentEvent]:
-    async with runtime.broker.subscribe(balance_channel(account_id)) as subscription:
-        yield ServerSentEvent(retry=RETRY_MS, sep="\n")
+async def balance_frames(
+    runtime: Runtime, account_id: str, resume: int | None, still_valid: StillValid = None
+) -> AsyncIterator[bytes]:
+    """The frames of one account's balance stream (bytes, UTF-8)."""
+    with runtime.hub.watch(account_id) as watch:
+        pulse = _Pulse(watch, runtime.settings.sse_ping_seconds, still_valid)
+        yield RETRY
         row = await run_in_threadpool(runtime.balances.get_balance, account_id)
         snapshot = row or render_balance(Balance(account_id), 0)
         sent = -1 if resume is None else resume
         if resume is None or snapshot["position"] > sent:
-            yield _frame("balance", snapshot)
+            yield encode_frame("balance", snapshot)
             sent = snapshot["position"]
         while True:
-            message = await subscription.get(_poll_timeout(runtime))
-            if message is None:
-                message = await run_in_threadpool(runtime.balances.get_balance, account_id)
-            if message is not None and message["position"] > sent:
-                yield _frame("balance", message)
-                sent = message["position"]
+            changes = await pulse.next()
+            if changes is None:
+                if not pulse.valid():
+                    return
+                yield PING
+                continue
+            for change in changes:
+                if change.position > sent:
+                    yield change.balance_frame()
+                    sent = change.position
 
 
 @router.get("/v1/accounts/{account_id}/entries/stream", summary="Stream an account's entries")
@@ -124,36 +151,48 @@ async def entries_stream(
     ones follow, none missing, none twice; without one, live entries only."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, _entry_frames(runtime, account_id, resume))
+    return _response(entry_frames(runtime, account_id, resume))
 
 
-async def _entry_frames(
-    runtime: Runtime, account_id: str, resume: int | None
-) -> AsyncIterator[ServerSentEvent]:
+async def entry_frames(
+    runtime: Runtime, account_id: str, resume: int | None, still_valid: StillValid = None
+) -> AsyncIterator[bytes]:
+    """The frames of one account's entries stream. Entries come from the
+    bridge while their versions follow on; on a gap (dropped or lost message,
+    or a balance-only change polled from the table) from the ledger store."""
     ledger = runtime.ledger
     recorder = ledger.ledger_recorder
     originator = account_uuid(account_id)
-    async with runtime.broker.subscribe(entries_channel(account_id)) as subscription:
-        if resume is None:
-            version = (await run_in_threadpool(ledger.load_or_open, account_id)).version
-        else:
-            version = await run_in_threadpool(recorder.version_at_position, originator, resume)
-        yield ServerSentEvent(retry=RETRY_MS, sep="\n")  # first frame: subscribed from here
+    with runtime.hub.watch(account_id) as watch:
+        pulse = _Pulse(watch, runtime.settings.sse_ping_seconds, still_valid)
+        at = LAST if resume is None else resume
+        version = await run_in_threadpool(recorder.version_at_position, originator, at)
+        yield RETRY  # watching from here: live entries follow
+        read_store = resume is not None
         while True:
-            notifications = await run_in_threadpool(
-                recorder.select_entries, originator, version, BATCH
-            )
-            entries, _ = rendered_entries(ledger, notifications, BATCH)
-            for entry in entries:
-                yield _frame("entry", entry)
-                version = entry["version"]
-            if len(notifications) == BATCH:
+            while read_store:
+                notifications = await run_in_threadpool(
+                    recorder.select_entries, originator, version, BATCH
+                )
+                entries, _ = rendered_entries(ledger, notifications, BATCH)
+                for entry in entries:
+                    yield encode_frame("entry", entry)
+                    version = entry["version"]
+                read_store = len(notifications) == BATCH
+            changes = await pulse.next()
+            if changes is None:
+                if not pulse.valid():
+                    return
+                yield PING
                 continue
-            message = await subscription.get(_poll_timeout(runtime))
-            while message is not None and message["version"] == version + 1:
-                yield _frame("entry", message)
-                version += 1
-                message = None if subscription.queue.empty() else subscription.queue.get_nowait()
+            for change in changes:
+                for entry_version, frame in change.entry_frames():
+                    if entry_version == version + 1:
+                        yield frame
+                        version = entry_version
+                if change.version > version:  # a gap: the store has them all
+                    read_store = True
+                    break
 
 
 @router.get("/v1/balances/stream", summary="Stream every account's balance (audit)")
@@ -161,30 +200,40 @@ async def all_balances_stream(
     request: Request, principal: Auditor, runtime: RuntimeDep, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
     """``event: balance`` frames for every account, in position order; with a
-    Last-Event-ID, first each account's latest balance changed after it."""
+    Last-Event-ID, first each account's latest balance changed after it. A slow
+    reader skips intermediate balances, never an account's latest."""
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, _all_balance_frames(runtime, resume))
+    return _response(all_balance_frames(runtime, resume))
 
 
-async def _all_balance_frames(
-    runtime: Runtime, resume: int | None
-) -> AsyncIterator[ServerSentEvent]:
-    async with runtime.broker.subscribe(ALL_BALANCES) as subscription:
-        sent = resume
-        if sent is None:
-            sent = await run_in_threadpool(runtime.balances.position)
-        yield ServerSentEvent(retry=RETRY_MS, sep="\n")  # first frame: subscribed from here
-        catch_up = resume is not None
+async def all_balance_frames(
+    runtime: Runtime, resume: int | None, still_valid: StillValid = None
+) -> AsyncIterator[bytes]:
+    """The frames of the all-accounts stream. ``sent`` remembers each
+    account's last sent position (pruned below the hub's poll floor, under
+    which no older state can arrive any more)."""
+    hub = runtime.hub
+    with hub.watch_all() as watch:
+        pulse = _Pulse(watch, runtime.settings.sse_ping_seconds, still_valid)
+        yield RETRY  # watching from here: live balances follow
+        sent: dict[str, int] = {}
+        after = resume
+        while after is not None:
+            rows = await run_in_threadpool(runtime.balances.balances_after, after, BATCH)
+            for row in rows:
+                yield encode_frame("balance", row)
+                sent[row["account_id"]] = row["position"]
+            after = rows[-1]["position"] if len(rows) == BATCH else None
         while True:
-            if catch_up:
-                rows = await run_in_threadpool(runtime.balances.balances_after, sent, BATCH)
-                for row in rows:
-                    yield _frame("balance", row)
-                    sent = row["position"]
-                if len(rows) == BATCH:
-                    continue
-            message = await subscription.get(_poll_timeout(runtime))
-            catch_up = message is None
-            if message is not None and message["position"] > sent:
-                yield _frame("balance", message)
-                sent = message["position"]
+            changes = await pulse.next()
+            if changes is None:
+                if not pulse.valid():
+                    return
+                floor = hub.floor
+                sent = {account: at for account, at in sent.items() if at > floor}
+                yield PING
+                continue
+            for change in changes:
+                if change.position > sent.get(change.account_id, -1):
+                    yield change.balance_frame()
+                    sent[change.account_id] = change.position
