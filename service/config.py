@@ -66,8 +66,9 @@ class Settings(BaseSettings):
             "SNAPSHOT_INTERVAL": str(self.snapshot_interval),
             "CREATE_TABLE": "y",
         }
-        if self.aggregate_cache_size > 0:  # unset disables the library's cache
-            env["AGGREGATE_CACHE_MAXSIZE"] = str(self.aggregate_cache_size)
+        # The committer keeps the accounts it writes (service.application.committer);
+        # the library's own cache (a deep copy per load) stays off.
+        env["ACCOUNT_CACHE"] = str(self.aggregate_cache_size)
         if self.backend == "sqlite":
             env.update(
                 PERSISTENCE_MODULE="eventsourcing.sqlite",

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from projections.balances import BalanceView
 from projections.broker import Broker, make_broker
+from projections.channels import KEYS
 from projections.hub import StreamHub
 from projections.runner import ProjectionService, open_balance_view
+from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
 from service.adapters.migrate import migrate
 from service.application.ledger import Ledger
@@ -34,6 +36,7 @@ class Runtime:
     keys: KeyStore
     secret_key: str
     hub: StreamHub
+    key_cache: KeyCache
     projection: ProjectionService | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -61,7 +64,8 @@ class Runtime:
             if settings.secret_key
             else secrets.token_urlsafe(32)
         )
-        runtime = cls(settings, ledger, balances, broker, keys, secret, StreamHub(broker, balances, ledger))
+        hub = StreamHub(broker, balances, ledger)
+        runtime = cls(settings, ledger, balances, broker, keys, secret, hub, KeyCache(keys))
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger)
         runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds)
@@ -69,6 +73,9 @@ class Runtime:
 
     async def start(self) -> None:
         """Starts the bridge, the projection thread and the sweeper."""
+        add_listener = getattr(self.broker, "add_listener", None)
+        if add_listener is not None:
+            add_listener(KEYS, lambda message: self.key_cache.forget(str(message["revoked"])))
         await self.broker.start()
         await self.hub.start()
         if self.projection is not None:

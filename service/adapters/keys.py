@@ -1,8 +1,8 @@
 """API keys: stored as SHA-256 hashes in ``ledger_api_keys`` (PostgreSQL or SQLite).
 
 A key is ``tl_`` + 32 random bytes (URL-safe base64); only its hash is stored,
-so the plaintext is shown once, when it is created. Every request looks its key
-up (no cache), so a revoked key is refused from the next request on.
+so the plaintext is shown once, when it is created. Requests look keys up
+through ``service.adapters.key_cache`` (fresh for under a second).
 
 The bootstrap key of ``LEDGER_ADMIN_API_KEY`` is *not* stored: its hash is kept
 in memory under the name ``bootstrap-admin`` with scope ``admin``, so the
@@ -106,16 +106,28 @@ class KeyStore(ABC):
 
     def authenticate(self, key: str) -> ApiKeyRecord | None:
         """The record of the plaintext ``key``, or ``None`` when unknown."""
-        digest = hash_key(key)
-        if self._bootstrap is not None and secrets.compare_digest(digest, self._bootstrap[0]):
+        bootstrap = self.bootstrap_record(key)
+        if bootstrap is not None:
+            return bootstrap
+        return self._by_hash(hash_key(key))
+
+    def bootstrap_record(self, key: str) -> ApiKeyRecord | None:
+        """The bootstrap key's record when ``key`` is it (no I/O), else ``None``."""
+        if self._bootstrap is None:
+            return None
+        if secrets.compare_digest(hash_key(key), self._bootstrap[0]):
             return self._bootstrap[1]
-        return self._by_hash(digest)
+        return None
+
+    def bootstrap_named(self, name: str) -> ApiKeyRecord | None:
+        """The bootstrap key's record when it is named ``name`` (no I/O)."""
+        if self._bootstrap is not None and name == BOOTSTRAP_NAME:
+            return self._bootstrap[1]
+        return None
 
     def get(self, name: str) -> ApiKeyRecord | None:
         """The record named ``name`` (the bootstrap key included), or ``None``."""
-        if self._bootstrap is not None and name == BOOTSTRAP_NAME:
-            return self._bootstrap[1]
-        return self._by_name(name)
+        return self.bootstrap_named(name) or self._by_name(name)
 
     def revoke(self, name: str) -> bool:
         """Deletes the key ``name``.

@@ -1,51 +1,25 @@
 """Application recorders that also keep idempotency keys and list entries.
 
-The idempotency record of a write is inserted in the same transaction as the
-write's events (``insert_events(..., idempotency=record)``), so either both are
-stored or neither is. Its table, ``ledger_idempotency_keys``, is created by the
-migrations (``migrations/``). All SQL is parameterized.
+The idempotency records of a group of writes are inserted in the same
+transaction as their events (:meth:`record_group`, see
+``service.adapters.group_commit``), so either both are stored or neither is.
+Its table, ``ledger_idempotency_keys``, is created by the migrations
+(``migrations/``). All SQL is parameterized.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.persistence import Notification
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
-from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
-from psycopg import Cursor
-from psycopg.rows import DictRow
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
-IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """What a write with an ``Idempotency-Key`` left behind.
-
-    ``fingerprint`` identifies the request (method, path, body); ``status`` is
-    the HTTP status answered; ``version`` is the account version of the entry
-    whose ``{"entry", "balance"}`` answer a replay repeats.
-    """
-
-    account_id: str
-    key: str
-    fingerprint: str
-    status: int
-    version: int
-
-
-def idempotency_records(kwargs: dict[str, Any]) -> list[IdempotencyRecord]:
-    """The records passed to ``insert_events``: ``idempotency=`` one record, or
-    several (one per command when many commands share one transaction)."""
-    given = kwargs.get("idempotency")
-    if given is None:
-        return []
-    return [given] if isinstance(given, IdempotencyRecord) else list(given)
+from service.adapters.group_commit import Build, PostgresGroupCommit, SQLiteGroupCommit
+from service.adapters.idempotency_records import IDEMPOTENCY_TABLE, IdempotencyRecord
 
 
 class LedgerRecorder(Protocol):
@@ -71,8 +45,14 @@ class LedgerRecorder(Protocol):
         """The position of the account's last stored event (0: none)."""
         ...
 
+    def record_group(
+        self, versions: dict[UUID, int], keys: Sequence[tuple[str, str]], build: Build
+    ) -> list[int]:
+        """Records a group of writes in one transaction (see ``group_commit``)."""
+        ...
 
-class PostgresLedgerRecorder(PostgresApplicationRecorder):
+
+class PostgresLedgerRecorder(PostgresGroupCommit, PostgresApplicationRecorder):
     """PostgreSQL recorder with idempotency records and per-account entry reads."""
 
     def __init__(
@@ -81,10 +61,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         super().__init__(datastore, events_table_name=events_table_name)
         schema = Identifier(self.datastore.schema)
         table = Identifier(IDEMPOTENCY_TABLE)
-        self._insert_idempotency = SQL(
-            "INSERT INTO {}.{} (account_id, key, fingerprint, status, entry_version)"
-            " VALUES (%s, %s, %s, %s, %s)"
-        ).format(schema, table)
         self._select_idempotency = SQL(
             "SELECT account_id, key, fingerprint, status, entry_version FROM {}.{}"
             " WHERE account_id = %s AND key = %s"
@@ -115,17 +91,6 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             row = curs.fetchone()
         return int(row["version"]) if row is not None else 0
 
-    def _insert_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        for record in idempotency_records(kwargs):
-            curs.execute(
-                self._insert_idempotency,
-                (record.account_id, record.key, record.fingerprint, record.status, record.version),
-                prepare=True,
-            )
-        super()._insert_events(curs, stored_events, **kwargs)
-
     def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_idempotency, (account_id, key), prepare=True)
@@ -153,15 +118,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
             ]
 
 
-class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
+class SQLiteLedgerRecorder(SQLiteGroupCommit, SQLiteApplicationRecorder):
     """SQLite recorder with idempotency records and per-account entry reads."""
 
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name)
-        self._insert_idempotency = (
-            f"INSERT INTO {IDEMPOTENCY_TABLE}"
-            " (account_id, key, fingerprint, status, entry_version) VALUES (?, ?, ?, ?, ?)"
-        )
         self._select_idempotency = (
             "SELECT account_id, key, fingerprint, status, entry_version"
             f" FROM {IDEMPOTENCY_TABLE} WHERE account_id = ? AND key = ?"
@@ -191,16 +152,6 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
             c.execute(self._select_version_at, (originator_id.hex, position))
             row = c.fetchone()
         return int(row["version"]) if row is not None else 0
-
-    def _insert_events(
-        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        for record in idempotency_records(kwargs):
-            c.execute(
-                self._insert_idempotency,
-                (record.account_id, record.key, record.fingerprint, record.status, record.version),
-            )
-        return super()._insert_events(c, stored_events, **kwargs)
 
     def idempotency_record(self, account_id: str, key: str) -> IdempotencyRecord | None:
         with self.datastore.transaction(commit=False) as c:

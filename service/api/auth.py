@@ -14,11 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
-from service.adapters.keys import KeyStore
+from service.adapters.keys import ApiKeyRecord
 from service.application.rendering import rfc3339
 from service.domain.errors import Forbidden, Unauthorized
 
@@ -123,10 +123,19 @@ def _looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 
 
+class KeyLookup(Protocol):
+    """Where keys are looked up: ``KeyCache`` (may block) or ``KeyCache.cached``
+    (never blocks; raises ``CacheMiss``)."""
+
+    def authenticate(self, key: str) -> ApiKeyRecord | None: ...
+
+    def get(self, name: str) -> ApiKeyRecord | None: ...
+
+
 def authenticate(
-    keys: KeyStore, tokens: StreamTokens, authorization: str | None, access_token: str | None
+    keys: KeyLookup, tokens: StreamTokens, authorization: str | None, access_token: str | None
 ) -> Principal:
-    """The caller of a request (blocking: looks the key up in the store).
+    """The caller of a request.
 
     Raises:
         Unauthorized: no credentials, an unknown key, an invalid or expired
@@ -147,7 +156,7 @@ def authenticate(
     raise Unauthorized()
 
 
-def _stream_principal(keys: KeyStore, tokens: StreamTokens, token: str) -> Principal:
+def _stream_principal(keys: KeyLookup, tokens: StreamTokens, token: str) -> Principal:
     verified = tokens.verify(token)
     if verified is None:
         raise Unauthorized("invalid or expired stream token")

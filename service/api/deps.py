@@ -16,7 +16,9 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
+from service.adapters.key_cache import CacheMiss
 from service.api.auth import Principal, StreamTokens, authenticate
 from service.api.errors import validation_errors
 from service.application.idempotency import IdempotencyRequest
@@ -47,12 +49,12 @@ M = TypeVar("M", bound=BaseModel)
 _bearer = HTTPBearer(auto_error=False, description="An API key, or a stream token")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_stream_tokens(request: Request) -> StreamTokens:
+async def get_stream_tokens(request: Request) -> StreamTokens:
     tokens: StreamTokens = request.app.state.stream_tokens
     return tokens
 
@@ -61,19 +63,22 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 StreamTokensDep = Annotated[StreamTokens, Depends(get_stream_tokens)]
 
 
-def current_principal(
+async def current_principal(
     request: Request,
     runtime: RuntimeDep,
     tokens: StreamTokensDep,
     _doc: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """Any valid credentials: an API key or a stream token (401 otherwise)."""
-    return authenticate(
-        runtime.keys,
-        tokens,
-        request.headers.get("authorization"),
-        request.query_params.get("access_token"),
-    )
+    """Any valid credentials: an API key or a stream token (401 otherwise).
+    Answered from the key cache; the store is asked (in a thread) on a miss."""
+    authorization = request.headers.get("authorization")
+    access_token = request.query_params.get("access_token")
+    try:
+        return authenticate(runtime.key_cache.cached, tokens, authorization, access_token)
+    except CacheMiss:
+        return await run_in_threadpool(
+            authenticate, runtime.key_cache, tokens, authorization, access_token
+        )
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
@@ -82,14 +87,14 @@ Caller = Annotated[Principal, Depends(current_principal)]
 def require_scope(scope: str) -> Callable[[Principal], Principal]:
     """A dependency: an API key with ``scope`` (or ``admin``); else 403."""
 
-    def dependency(principal: Caller) -> Principal:
+    async def dependency(principal: Caller) -> Principal:
         return principal.require(scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency
 
 
-def account_reader(principal: Caller, account_id: Annotated[str, Path()]) -> Principal:
+async def account_reader(principal: Caller, account_id: Annotated[str, Path()]) -> Principal:
     """Scope ``read``, or a stream token of the path's ``account_id``."""
     return principal.require_account_reader(account_id)
 
@@ -103,7 +108,7 @@ Admin = Annotated[Principal, Depends(require_scope("admin"))]
 AccountReader = Annotated[Principal, Depends(account_reader)]
 
 
-def valid_account_id(
+async def valid_account_id(
     account_id: Annotated[str, Path(description="^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")],
 ) -> str:
     if not is_valid_account_id(account_id):
@@ -117,7 +122,7 @@ def valid_account_id(
 AccountId = Annotated[str, Depends(valid_account_id)]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="1-255 printable ASCII characters"),
@@ -143,11 +148,15 @@ class Payload(Generic[M]):
     raw: dict[str, Any]
     value: M
 
-    def idempotency(self, request: Request, key: str | None) -> IdempotencyRequest | None:
-        """The idempotency request of this body, when a key came with it."""
+    def idempotency(
+        self, key: str | None, kind: str, account_id: str, **path: str
+    ) -> IdempotencyRequest | None:
+        """The idempotency request of this body, when a key came with it: the
+        write ``kind``, its account, the body's fields and the path's ids (so
+        an equal ``/v1/batch`` operation is the same request)."""
         if key is None:
             return None
-        return IdempotencyRequest.of(key, request.method, request.url.path, self.raw)
+        return IdempotencyRequest.of(key, kind, account_id, {**self.raw, **path})
 
 
 def _reject_constant(name: str) -> Any:

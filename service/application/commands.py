@@ -1,8 +1,10 @@
-"""The write operations of contract v1, as calls on the :class:`Ledger`.
+"""The write operations of contract v1 as :class:`Write` plans for the ledger.
 
 Each function takes the parsed request (amounts in tokens), the ``actor`` (the
 API key's name) and the optional idempotency request, and returns the
-:class:`WriteResult` to render. Errors are :class:`LedgerError` subclasses.
+:class:`Write` to submit (``Ledger.submit_write`` / ``Ledger.execute_write``):
+no I/O, except for captures, releases and refunds, which first read the entry
+they point at (blocking). Errors are :class:`LedgerError` subclasses.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from service.application.idempotency import IdempotencyRequest
-from service.application.ledger import Ledger, WriteResult
+from service.application.ledger import Ledger, Write
 from service.domain.account import Account, Outcome, RefundTarget
 from service.domain.errors import EntryNotFound, HoldNotActive, HoldNotFound
 from service.domain.events import HoldPlaced
@@ -30,7 +32,6 @@ def _common(actor: str, idem: Idem, metadata: dict[str, Any] | None) -> dict[str
 
 
 def purchase(
-    ledger: Ledger,
     account_id: str,
     amount: int,
     *,
@@ -39,9 +40,9 @@ def purchase(
     payment_reference: str | None = None,
     expires_at: datetime | None = None,
     metadata: dict[str, Any] | None = None,
-) -> WriteResult:
+) -> Write:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(
+    return Write(
         account_id,
         lambda a, now: a.purchase(
             amount, expires_at=expires_at, now=now, payment_reference=payment_reference, **fields
@@ -51,7 +52,6 @@ def purchase(
 
 
 def grant(
-    ledger: Ledger,
     account_id: str,
     amount: int,
     *,
@@ -60,9 +60,9 @@ def grant(
     reason: str | None = None,
     expires_at: datetime | None = None,
     metadata: dict[str, Any] | None = None,
-) -> WriteResult:
+) -> Write:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(
+    return Write(
         account_id,
         lambda a, now: a.grant(amount, expires_at=expires_at, now=now, reason=reason, **fields),
         idem,
@@ -70,7 +70,6 @@ def grant(
 
 
 def consume(
-    ledger: Ledger,
     account_id: str,
     amount: int,
     *,
@@ -79,9 +78,9 @@ def consume(
     operation: str | None = None,
     model: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> WriteResult:
+) -> Write:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(
+    return Write(
         account_id,
         lambda a, now: a.consume(amount, now=now, operation=operation, model=model, **fields),
         idem,
@@ -89,7 +88,6 @@ def consume(
 
 
 def deduct(
-    ledger: Ledger,
     account_id: str,
     amount: int,
     *,
@@ -97,15 +95,14 @@ def deduct(
     idem: Idem,
     reason: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> WriteResult:
+) -> Write:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(
+    return Write(
         account_id, lambda a, now: a.deduct(amount, now=now, reason=reason, **fields), idem
     )
 
 
 def place_hold(
-    ledger: Ledger,
     account_id: str,
     amount: int,
     *,
@@ -114,9 +111,9 @@ def place_hold(
     ttl_seconds: int = 900,
     operation: str | None = None,
     metadata: dict[str, Any] | None = None,
-) -> WriteResult:
+) -> Write:
     fields = _common(actor, idem, metadata)
-    return ledger.execute(
+    return Write(
         account_id,
         lambda a, now: a.place_hold(
             amount, ttl_seconds=ttl_seconds, now=now, operation=operation, **fields
@@ -127,12 +124,11 @@ def place_hold(
 
 def capture_hold(
     ledger: Ledger, account_id: str, hold_id: UUID, amount: int | None, *, actor: str, idem: Idem
-) -> WriteResult:
+) -> Write:
     """Raises HoldNotFound (404), HoldNotActive (409), ValidationFailed (422)."""
     _check_hold(ledger, account_id, hold_id)
     fields = _common(actor, idem, None)
     return _on_hold(
-        ledger,
         account_id,
         hold_id,
         idem,
@@ -142,12 +138,11 @@ def capture_hold(
 
 def release_hold(
     ledger: Ledger, account_id: str, hold_id: UUID, *, actor: str, idem: Idem
-) -> WriteResult:
+) -> Write:
     """Raises HoldNotFound (404), HoldNotActive (409)."""
     _check_hold(ledger, account_id, hold_id)
     fields = _common(actor, idem, None)
     return _on_hold(
-        ledger,
         account_id,
         hold_id,
         idem,
@@ -164,7 +159,7 @@ def refund(
     actor: str,
     idem: Idem,
     reason: str | None = None,
-) -> WriteResult:
+) -> Write:
     """Raises EntryNotFound (404) unless ``entry_id`` is a consumption (or hold
     capture) of the account; RefundExceedsConsumption (409)."""
     version = entry_version_of(account_uuid(account_id), entry_id)
@@ -178,20 +173,18 @@ def refund(
         raise EntryNotFound(f"entry {entry_id} is a {entry.entry_type.value}, not a consumption")
     target = RefundTarget(str(entry_id), entry.amount, list(entry.draws))
     fields = _common(actor, idem, None)
-    return ledger.execute(
+    return Write(
         account_id, lambda a, now: a.refund(target, amount, now=now, reason=reason, **fields), idem
     )
 
 
-def set_credit_limit(
-    ledger: Ledger, account_id: str, credit_limit: int, *, actor: str, idem: Idem
-) -> WriteResult:
+def set_credit_limit(account_id: str, credit_limit: int, *, actor: str, idem: Idem) -> Write:
     fields = _common(actor, idem, None)
-    return ledger.execute(
+    return Write(
         account_id,
         lambda a, now: a.set_credit_limit(credit_limit, now=now, **fields),
         idem,
-        status=200,
+        200,
     )
 
 
@@ -208,9 +201,7 @@ def _check_hold(ledger: Ledger, account_id: str, hold_id: UUID) -> None:
         raise HoldNotFound(f"no hold {hold_id} in account {account_id}")
 
 
-def _on_hold(
-    ledger: Ledger, account_id: str, hold_id: UUID, idem: Idem, command: Any
-) -> WriteResult:
+def _on_hold(account_id: str, hold_id: UUID, idem: Idem, command: Any) -> Write:
     def run(account: Account, now: datetime) -> Outcome:
         try:
             outcome: Outcome = command(account, now)
@@ -218,4 +209,4 @@ def _on_hold(
             raise HoldNotActive(f"hold {hold_id} is no longer active") from None
         return outcome
 
-    return ledger.execute(account_id, run, idem)
+    return Write(account_id, run, idem)

@@ -11,13 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-from service.domain.errors import IdempotencyKeyInFlight
 
 
 @dataclass(frozen=True)
@@ -28,38 +23,11 @@ class IdempotencyRequest:
     fingerprint: str
 
     @classmethod
-    def of(cls, key: str, method: str, path: str, body: Any) -> IdempotencyRequest:
-        """Fingerprints method, path and the parsed JSON body (key order and
-        whitespace do not matter) as a SHA-256 hex digest."""
-        canonical = json.dumps(
-            [method.upper(), path, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+    def of(cls, key: str, kind: str, account_id: str, fields: dict[str, Any]) -> IdempotencyRequest:
+        """Fingerprints the request as a SHA-256 hex digest of its canonical
+        JSON ``{"op": kind, "account_id": …, **fields}`` (key order and
+        whitespace do not matter): a single write and the equal ``/v1/batch``
+        operation (contract v1.1) are the same request."""
+        request = {**fields, "op": kind, "account_id": account_id}
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return cls(key, hashlib.sha256(canonical.encode()).hexdigest())
-
-
-class InFlight:
-    """The idempotency keys being processed right now in this process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._keys: set[tuple[str, str]] = set()
-
-    @contextmanager
-    def claim(self, account_id: str, key: str) -> Iterator[None]:
-        """Holds ``key`` for the duration of the block.
-
-        Raises:
-            IdempotencyKeyInFlight: the key is already being processed (409).
-        """
-        item = (account_id, key)
-        with self._lock:
-            if item in self._keys:
-                raise IdempotencyKeyInFlight(
-                    f"a request with Idempotency-Key {key!r} is being processed"
-                )
-            self._keys.add(item)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._keys.discard(item)

@@ -1,20 +1,19 @@
 """The ledger application: the only code that loads and saves accounts.
 
-Each write loads the account (aggregate cache + snapshots keep this constant in
-the account's history), runs one command, and saves its entries together with
-the request's idempotency record in one transaction. A version conflict (an
-entry written meanwhile by another process) is retried a bounded number of
-times; in this process, writes to one account are serialized by a lock.
+Writes go through the :class:`~service.application.committer.Committer`: one
+thread per process runs them on accounts it keeps in memory and records many
+of them per transaction (group commit), each with its idempotency record.
+:meth:`Ledger.submit` is the asyncio entry point (no thread hop for the
+caller), :meth:`Ledger.execute` the blocking one. Reads load accounts through
+the library's repository (snapshots keep a load short).
 """
 
 from __future__ import annotations
 
-import contextlib
-import random
+import asyncio
 import threading
-import time
-import weakref
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -22,23 +21,21 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Recording
+from eventsourcing.persistence import JSONTranscoder
 
-from service.adapters.recorders import IdempotencyRecord, LedgerRecorder
-from service.application.idempotency import IdempotencyRequest, InFlight
+from service.adapters.recorders import LedgerRecorder
+from service.application.account_run import Command, Committed, Job, JobOutcome, Replay, Settled
+from service.application.committer import Committer
+from service.application.idempotency import IdempotencyRequest
 from service.application.rendering import render_balance, render_entry
 from service.application.transcodings import register_domain_transcodings
 from service.config import APPLICATION_NAME
-from service.domain.account import Account, Outcome
-from service.domain.errors import IdempotencyKeyReused, Unavailable
+from service.domain.account import Account
+from service.domain.errors import IdempotencyKeyReused, LedgerError, Unavailable
 from service.domain.events import LedgerEntry
 from service.domain.values import account_uuid
 
-MAX_ATTEMPTS = 30
-"""Bounded retries of one write on version conflicts."""
-
-Command = Callable[[Account, datetime], Outcome]
-"""A command on an account at a time: returns its entry and balance after it."""
+__all__ = ["Command", "Ledger", "Write", "WriteResult"]
 
 
 def utc_now() -> datetime:
@@ -54,6 +51,26 @@ class WriteResult:
     body: dict[str, Any]
     replayed: bool = False
     position: int = 0
+
+    @classmethod
+    def of(cls, committed: Committed) -> WriteResult:
+        position = committed.position
+        body = {
+            "entry": render_entry(committed.entry, position),
+            "balance": render_balance(committed.outcome.balance, position),
+        }
+        return cls(committed.status, body, committed.replayed, position)
+
+
+@dataclass(frozen=True)
+class Write:
+    """A planned write: ``command`` on ``account_id``, its idempotency request
+    and the HTTP status it answers (201; 200 for account settings)."""
+
+    account_id: str
+    command: Command
+    idempotency: IdempotencyRequest | None = None
+    status: int = 201
 
 
 class Ledger(Application[UUID]):
@@ -71,14 +88,12 @@ class Ledger(Application[UUID]):
         interval = self.env.get("SNAPSHOT_INTERVAL")
         if interval:
             self.snapshotting_intervals = {Account: int(interval)}  # type: ignore[misc]
+        self.snapshot_interval = self.snapshotting_intervals.get(Account, 0)
         self.clock = clock
-        self.in_flight = InFlight()
-        self._locks_guard = threading.Lock()
-        self._locks: weakref.WeakValueDictionary[str, threading.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        self.committer = Committer(self, int(self.env.get("ACCOUNT_CACHE") or 10_000))
         self.saved = threading.Event()
-        """Set after every save: wakes a projection that polls (SQLite)."""
+        """Set after every commit: wakes a projection that polls (SQLite)."""
+        self.committer.after_commit = self._committed
 
     @property
     def ledger_recorder(self) -> LedgerRecorder:
@@ -89,33 +104,93 @@ class Ledger(Application[UUID]):
         super().register_transcodings(transcoder)
         register_domain_transcodings(transcoder)
 
-    def _notify(self, recordings: list[Recording[UUID]]) -> None:
-        super()._notify(recordings)
+    def _committed(self, committed: list[Committed]) -> None:
         self.saved.set()
+
+    def close(self) -> None:
+        self.committer.close()
+        super().close()
 
     # Writes ------------------------------------------------------------------
 
-    def execute(
+    def job(
         self,
         account_id: str,
-        command: Command,
-        idempotency: IdempotencyRequest | None = None,
-        status: int = 201,
-    ) -> WriteResult:
-        """Runs ``command`` on the account and saves its entries.
+        command: Command | None,
+        idempotency: IdempotencyRequest | None,
+        status: int,
+        future: Future[JobOutcome] | asyncio.Future[JobOutcome],
+    ) -> Job:
+        """A :class:`Job` for :meth:`submit_jobs` (``command=None``: settle only)."""
+        return Job(account_id, command, idempotency, status, future, self.clock)
+
+    def submit_jobs(self, jobs: list[Job]) -> None:
+        """Queues jobs for the committer (kept together and in order)."""
+        self.committer.submit(jobs)
+
+    async def submit_write(self, write: Write) -> WriteResult:
+        """Runs the write's command on its account and records its entry
+        (asyncio; answered once committed).
 
         Raises:
             LedgerError: what the command raises (402, 404, 409, 422), or
-                IdempotencyKeyInFlight (409), IdempotencyKeyReused (422),
-                Unavailable (503) after ``MAX_ATTEMPTS`` version conflicts.
+                IdempotencyKeyReused (422), Unavailable (503) when the
+                database fails.
         """
-        if idempotency is None:
-            return self._write(account_id, command, None, status)
-        with self.in_flight.claim(account_id, idempotency.key):
-            replay = self.replay(account_id, idempotency)
-            if replay is not None:
-                return replay
-            return self._write(account_id, command, idempotency, status)
+        results = await self.submit_many([write])
+        result = results[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    async def submit_many(self, writes: list[Write]) -> list[WriteResult | LedgerError]:
+        """Runs writes in order (the same account's in request order), all
+        queued together; each answers its result or its error."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[JobOutcome]] = [loop.create_future() for _ in writes]
+        self.submit_jobs(
+            [
+                self.job(w.account_id, w.command, w.idempotency, w.status, f)
+                for w, f in zip(writes, futures, strict=True)
+            ]
+        )
+        outcomes = [await f for f in futures]
+        if any(isinstance(o, Replay) for o in outcomes):
+            return await asyncio.to_thread(self._answers, outcomes)
+        return self._answers(outcomes)
+
+    def execute_write(self, write: Write) -> WriteResult:
+        """:meth:`submit_write`, blocking (for threads, tests and tools)."""
+        future: Future[JobOutcome] = Future()
+        job = self.job(write.account_id, write.command, write.idempotency, write.status, future)
+        self.submit_jobs([job])
+        return self.answer(future.result())
+
+    def _answers(self, outcomes: list[JobOutcome]) -> list[WriteResult | LedgerError]:
+        answers: list[WriteResult | LedgerError] = []
+        for outcome in outcomes:
+            try:
+                answers.append(self.answer(outcome))
+            except LedgerError as error:
+                answers.append(error)
+        return answers
+
+    def answer(self, outcome: JobOutcome) -> WriteResult:
+        """The :class:`WriteResult` of a job's outcome (blocking for a replay,
+        which reads the stored answer).
+
+        Raises:
+            LedgerError: the job's error.
+        """
+        if isinstance(outcome, Committed):
+            return WriteResult.of(outcome)
+        if isinstance(outcome, Replay):
+            return self.replay_record(outcome.record.account_id, outcome.record)
+        if isinstance(outcome, LedgerError):
+            raise outcome
+        if isinstance(outcome, Exception):
+            raise Unavailable("the write failed; retry") from outcome
+        raise TypeError(outcome)
 
     def replay(self, account_id: str, idempotency: IdempotencyRequest) -> WriteResult | None:
         """The stored answer for ``idempotency.key``, or ``None`` when unused.
@@ -130,6 +205,10 @@ class Ledger(Application[UUID]):
             raise IdempotencyKeyReused(
                 f"Idempotency-Key {idempotency.key!r} was used with a different request"
             )
+        return self.replay_record(account_id, record)
+
+    def replay_record(self, account_id: str, record: Any) -> WriteResult:
+        """The answer a stored idempotency record names, rebuilt from the log."""
         entry, position = self.entry_at(account_id, record.version)
         account = self.get_account(account_id, record.version)
         body = {
@@ -138,61 +217,20 @@ class Ledger(Application[UUID]):
         }
         return WriteResult(record.status, body, replayed=True, position=position)
 
-    def _write(
-        self, account_id: str, command: Command, idempotency: IdempotencyRequest | None, status: int
-    ) -> WriteResult:
-        for attempt in range(MAX_ATTEMPTS):
-            with self._lock_for(account_id):
-                account = self.load_or_open(account_id)
-                outcome = command(account, self.clock())
-                record = None
-                if idempotency is not None:
-                    record = IdempotencyRecord(
-                        account_id,
-                        idempotency.key,
-                        idempotency.fingerprint,
-                        status,
-                        outcome.entry.originator_version,
-                    )
-                try:
-                    recordings = self.save(account, idempotency=record)
-                except IntegrityError:
-                    self._evict(account_id)
-                    if idempotency is not None:
-                        replay = self.replay(account_id, idempotency)
-                        if replay is not None:
-                            return replay
-                else:
-                    position = next(
-                        r.notification.id for r in recordings if r.domain_event is outcome.entry
-                    )
-                    body = {
-                        "entry": render_entry(outcome.entry, position),
-                        "balance": render_balance(outcome.balance, position),
-                    }
-                    return WriteResult(status, body, position=position)
-            time.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
-        raise Unavailable("too many concurrent writes to this account; retry", retry_after=1)
-
     def settle(self, account_id: str) -> int:
         """Records the account's due hold and credit expiries (the sweeper's
-        command); returns how many entries were recorded (0 when none were due)."""
-        for _ in range(MAX_ATTEMPTS):
-            with self._lock_for(account_id):
-                try:
-                    account = self.get_account(account_id)
-                except AggregateNotFoundError:
-                    return 0
-                entries = account.settle(self.clock())
-                if not entries:
-                    return 0
-                try:
-                    self.save(account)
-                except IntegrityError:
-                    self._evict(account_id)
-                    continue
-                return len(entries)
-        raise Unavailable("too many concurrent writes to this account; retry", retry_after=1)
+        command); returns how many entries were recorded (0 when none were due).
+
+        Raises:
+            Unavailable: the database failed (503).
+        """
+        future: Future[JobOutcome] = Future()
+        self.submit_jobs([self.job(account_id, None, None, 201, future)])
+        outcome = future.result()
+        if isinstance(outcome, Exception):
+            raise outcome
+        assert isinstance(outcome, Settled)
+        return outcome.count
 
     # Loading -----------------------------------------------------------------
 
@@ -226,17 +264,3 @@ class Ledger(Application[UUID]):
         entry = self.mapper.to_domain_event(notifications[0])
         assert isinstance(entry, LedgerEntry)
         return entry, notifications[0].id
-
-    def _lock_for(self, account_id: str) -> threading.Lock:
-        with self._locks_guard:
-            lock = self._locks.get(account_id)
-            if lock is None:
-                lock = threading.Lock()
-                self._locks[account_id] = lock
-            return lock
-
-    def _evict(self, account_id: str) -> None:
-        cache = self.repository.cache
-        if cache is not None:
-            with contextlib.suppress(KeyError):
-                cache.get(account_uuid(account_id), evict=True)

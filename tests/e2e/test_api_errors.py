@@ -60,11 +60,14 @@ def test_an_unexpected_error_answers_a_500_problem_without_details(client: TestC
 def test_a_key_store_outage_answers_503_not_401(
     client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def down(key: str) -> None:
+    created = client.post("/v1/api-keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN)
+    key = created.json()["key"]
+
+    def down(key_hash: str) -> None:
         raise sqlite3.OperationalError("unable to open database file")
 
-    monkeypatch.setattr(app.state.runtime.keys, "authenticate", down)
-    r = client.get("/v1/accounts/someone/balance", headers=ADMIN)
+    monkeypatch.setattr(app.state.runtime.keys, "_by_hash", down)
+    r = client.get("/v1/accounts/someone/balance", headers={"Authorization": f"Bearer {key}"})
     assert r.status_code == 503
     assert r.json()["code"] == "unavailable"
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from projections.broker import RedisBroker
-from projections.channels import ALL_BALANCES, balance_channel, entries_channel
+from projections.channels import POSITIONS, account_channel
 from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands
@@ -30,36 +30,49 @@ def settings() -> Iterator[Settings]:
         yield settings
 
 
-def wait_for_message(pubsub: redis.client.PubSub, timeout: float = 10.0) -> dict:
-    """The next published message (subscribe confirmations skipped)."""
+def wait_for_message(pubsub: redis.client.PubSub, timeout: float = 10.0) -> tuple[str, dict]:
+    """The next published ``(channel, message)`` (subscribe confirmations skipped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=max(deadline - time.monotonic(), 0.01))
         if message is not None and message["type"] == "message":
-            return json.loads(message["data"])
+            return message["channel"].decode(), json.loads(message["data"])
     raise AssertionError("nothing published")
 
 
-def test_each_projected_balance_is_published_on_redis_with_its_position(settings: Settings) -> None:
+def test_each_projected_batch_is_published_on_redis_with_its_position(settings: Settings) -> None:
     account = f"bridge-{uuid.uuid4().hex[:8]}"
     assert settings.redis_url is not None
     listener = redis.Redis.from_url(settings.redis_url)
     pubsub = listener.pubsub()
-    pubsub.subscribe(balance_channel(account), ALL_BALANCES, entries_channel(account))
+    pubsub.subscribe(account_channel(account), POSITIONS)
     ledger = Ledger(env=settings.eventsourcing_env())
     broker = RedisBroker(settings.redis_url)
     projection = ProjectionService(settings, broker, ledger)
     projection.start()
     try:
-        bought = commands.purchase(ledger, account, 300, actor="it", idem=None)
-        spent = commands.consume(ledger, account, 120, actor="it", idem=None)
-        messages = [wait_for_message(pubsub) for _ in range(6)]
-        balances = [m for m in messages if "available" in m and m["account_id"] == account]
-        entries = [m for m in messages if "type" in m]
+        bought = ledger.execute_write(commands.purchase(account, 300, actor="it", idem=None))
+        spent = ledger.execute_write(commands.consume(account, 120, actor="it", idem=None))
+        entries: list[dict] = []
+        balances: list[dict] = []
+        reached = 0
+        while reached < spent.position:
+            channel, message = wait_for_message(pubsub)
+            if channel == POSITIONS:
+                assert message["position"] >= max([reached, *(b["position"] for b in balances)])
+                reached = message["position"]
+                continue
+            assert channel == account_channel(account)
+            assert message["balance"]["position"] == message["entries"][-1]["position"]
+            balances.append(message["balance"])
+            entries.extend(message["entries"])
+        assert [e["position"] for e in entries] == [bought.position, spent.position]
+        assert [e["version"] for e in entries] == [1, 2]
+        assert [e["type"] for e in entries] == ["purchase", "consumption"]
         assert [b["position"] for b in balances] == sorted(b["position"] for b in balances)
         assert balances[-1]["position"] == spent.position
         assert balances[-1]["available"] == 180
-        assert [e["position"] for e in entries] == [bought.position, spent.position]
+        assert balances[-1]["version"] == 2
     finally:
         projection.stop()
         pubsub.close()
@@ -73,12 +86,12 @@ def test_a_restarted_projection_neither_loses_nor_double_applies(settings: Setti
     view = open_balance_view(settings)
     first = ProjectionService(settings, None, ledger)
     first.start()
-    commands.purchase(ledger, account, 1000, actor="it", idem=None)
-    written = commands.consume(ledger, account, 1, actor="it", idem=None)
+    ledger.execute_write(commands.purchase(account, 1000, actor="it", idem=None))
+    written = ledger.execute_write(commands.consume(account, 1, actor="it", idem=None))
     view_wait(view, written.position)
     first.stop()
     for _ in range(5):
-        written = commands.consume(ledger, account, 10, actor="it", idem=None)
+        written = ledger.execute_write(commands.consume(account, 10, actor="it", idem=None))
     second = ProjectionService(settings, None, ledger)
     second.start()
     try:

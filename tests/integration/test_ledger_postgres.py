@@ -69,7 +69,7 @@ def projected_balance(view: PostgresBalanceView, account_id: str) -> dict[str, A
 
 def test_fifty_threads_of_consumptions_never_overdraw_one_account(ledgers: list[Ledger]) -> None:
     account = new_account()
-    commands.purchase(ledgers[0], account, 1000, actor="it", idem=None)
+    ledgers[0].execute_write(commands.purchase(account, 1000, actor="it", idem=None))
     start = threading.Barrier(50)
 
     def worker(i: int) -> int:
@@ -77,7 +77,7 @@ def test_fifty_threads_of_consumptions_never_overdraw_one_account(ledgers: list[
         accepted = 0
         for _ in range(4):
             try:
-                commands.consume(ledgers[i % 2], account, 7, actor="it", idem=None)
+                ledgers[i % 2].execute_write(commands.consume(account, 7, actor="it", idem=None))
                 accepted += 1
             except InsufficientBalance:
                 pass
@@ -94,16 +94,14 @@ def test_fifty_threads_of_consumptions_never_overdraw_one_account(ledgers: list[
 
 def test_parallel_identical_idempotent_requests_store_one_entry(ledgers: list[Ledger]) -> None:
     account = new_account()
-    commands.purchase(ledgers[0], account, 100, actor="it", idem=None)
-    key = IdempotencyRequest.of(
-        "same-key", "POST", f"/v1/accounts/{account}/consumptions", {"amount": 9}
-    )
+    ledgers[0].execute_write(commands.purchase(account, 100, actor="it", idem=None))
+    key = IdempotencyRequest.of("same-key", "consume", account, {"amount": 9})
     start = threading.Barrier(20)
 
     def attempt(i: int) -> WriteResult | IdempotencyKeyInFlight:
         start.wait()
         try:
-            return commands.consume(ledgers[i % 2], account, 9, actor="it", idem=key)
+            return ledgers[i % 2].execute_write(commands.consume(account, 9, actor="it", idem=key))
         except IdempotencyKeyInFlight as error:
             return error
 
@@ -114,7 +112,7 @@ def test_parallel_identical_idempotent_requests_store_one_entry(ledgers: list[Le
     assert len({str(r.body) for r in results}) == 1
     assert entry_count(ledgers[0], account) == 2
     assert aggregate_balance(ledgers[0], account)["available"] == 91
-    again = commands.consume(ledgers[1], account, 9, actor="it", idem=key)
+    again = ledgers[1].execute_write(commands.consume(account, 9, actor="it", idem=key))
     assert again.replayed and again.body == results[0].body
 
 
@@ -122,25 +120,33 @@ def write_mixed_history(ledger: Ledger, account: str, rounds: int) -> int:
     """Every kind of entry (nothing due to expire during the test); returns the
     last position written."""
     later = datetime.now(UTC) + timedelta(days=30)
-    last = commands.purchase(ledger, account, 1000, actor="it", idem=None).position
-    last = commands.grant(
-        ledger, account, 300, actor="it", idem=None, reason="promo", expires_at=later
+    last = ledger.execute_write(commands.purchase(account, 1000, actor="it", idem=None)).position
+    last = ledger.execute_write(
+        commands.grant(account, 300, actor="it", idem=None, reason="promo", expires_at=later)
     ).position
-    last = commands.set_credit_limit(ledger, account, 50, actor="it", idem=None).position
+    last = ledger.execute_write(
+        commands.set_credit_limit(account, 50, actor="it", idem=None)
+    ).position
     for i in range(rounds):
-        spent = commands.consume(ledger, account, 40 + i, actor="it", idem=None)
-        hold = commands.place_hold(ledger, account, 30, actor="it", idem=None)
+        spent = ledger.execute_write(commands.consume(account, 40 + i, actor="it", idem=None))
+        hold = ledger.execute_write(commands.place_hold(account, 30, actor="it", idem=None))
         hold_id = uuid.UUID(hold.body["entry"]["hold_id"])
         if i % 2:
-            last = commands.capture_hold(
-                ledger, account, hold_id, 10, actor="it", idem=None
+            last = ledger.execute_write(
+                commands.capture_hold(ledger, account, hold_id, 10, actor="it", idem=None)
             ).position
         else:
-            last = commands.release_hold(ledger, account, hold_id, actor="it", idem=None).position
-        last = commands.refund(
-            ledger, account, uuid.UUID(spent.body["entry"]["id"]), 5, actor="it", idem=None
+            last = ledger.execute_write(
+                commands.release_hold(ledger, account, hold_id, actor="it", idem=None)
+            ).position
+        last = ledger.execute_write(
+            commands.refund(
+                ledger, account, uuid.UUID(spent.body["entry"]["id"]), 5, actor="it", idem=None
+            )
         ).position
-        last = commands.deduct(ledger, account, 1, actor="it", idem=None, reason="fee").position
+        last = ledger.execute_write(
+            commands.deduct(account, 1, actor="it", idem=None, reason="fee")
+        ).position
     return last
 
 
@@ -193,11 +199,17 @@ def test_a_restarted_projection_catches_up_with_writes_made_while_it_was_stopped
         "env": env,
     }
     with ProjectionRunner(**kwargs) as runner:
-        last = commands.purchase(ledgers[0], account, 500, actor="it", idem=None).position
+        last = (
+            ledgers[0]
+            .execute_write(commands.purchase(account, 500, actor="it", idem=None))
+            .position
+        )
         runner.wait(last, timeout=10)
         assert projected_balance(runner.view, account) == aggregate_balance(ledgers[0], account)
     for _ in range(25):
-        last = commands.consume(ledgers[1], account, 3, actor="it", idem=None).position
+        last = (
+            ledgers[1].execute_write(commands.consume(account, 3, actor="it", idem=None)).position
+        )
     with ProjectionRunner(**kwargs) as runner:
         runner.wait(last, timeout=10)
         projected = projected_balance(runner.view, account)

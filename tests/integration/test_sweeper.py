@@ -49,19 +49,24 @@ def test_two_sweepers_racing_record_each_expiry_once(settings: Settings) -> None
     try:
         last = 0
         for account in accounts:
-            commands.purchase(ledgers[0], account, 1000, actor="it", idem=None)
-            commands.grant(
-                ledgers[0],
-                account,
-                50,
-                actor="it",
-                idem=None,
-                reason="promo",
-                expires_at=clock.now + timedelta(seconds=30),
+            ledgers[0].execute_write(commands.purchase(account, 1000, actor="it", idem=None))
+            ledgers[0].execute_write(
+                commands.grant(
+                    account,
+                    50,
+                    actor="it",
+                    idem=None,
+                    reason="promo",
+                    expires_at=clock.now + timedelta(seconds=30),
+                )
             )
-            last = commands.place_hold(
-                ledgers[0], account, 300, actor="it", idem=None, ttl_seconds=10
-            ).position
+            last = (
+                ledgers[0]
+                .execute_write(
+                    commands.place_hold(account, 300, actor="it", idem=None, ttl_seconds=10)
+                )
+                .position
+            )
         view.wait("Ledger", last, timeout=15)
         clock.now += timedelta(seconds=31)
 

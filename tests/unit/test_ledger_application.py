@@ -73,7 +73,9 @@ def ledger(settings: Settings, clock: FakeClock) -> Iterator[Ledger]:
 
 
 def idem(key: str, path: str, body: dict[str, Any]) -> IdempotencyRequest:
-    return IdempotencyRequest.of(key, "POST", path, body)
+    """The idempotency request of a POST to ``/v1/accounts/{id}/{kind}``."""
+    _, _, _, account_id, kind = path.split("/")
+    return IdempotencyRequest.of(key, kind, account_id, body)
 
 
 def entry_count(ledger: Ledger, account_id: str) -> int:
@@ -81,7 +83,7 @@ def entry_count(ledger: Ledger, account_id: str) -> int:
 
 
 def fund(ledger: Ledger, account_id: str, amount: int) -> WriteResult:
-    return commands.purchase(ledger, account_id, amount, actor="test", idem=None)
+    return ledger.execute_write(commands.purchase(account_id, amount, actor="test", idem=None))
 
 
 def test_a_write_answers_its_entry_and_the_balance_right_after_it(ledger: Ledger) -> None:
@@ -103,9 +105,9 @@ def test_an_idempotent_replay_answers_the_same_body_and_stores_no_new_entry(ledg
     fund(ledger, "user-1", 1000)
     body = {"amount": 120}
     key = idem("req-1", "/v1/accounts/user-1/consumptions", body)
-    first = commands.consume(ledger, "user-1", 120, actor="chat", idem=key)
-    commands.consume(ledger, "user-1", 5, actor="chat", idem=None)
-    again = commands.consume(ledger, "user-1", 120, actor="chat", idem=key)
+    first = ledger.execute_write(commands.consume("user-1", 120, actor="chat", idem=key))
+    ledger.execute_write(commands.consume("user-1", 5, actor="chat", idem=None))
+    again = ledger.execute_write(commands.consume("user-1", 120, actor="chat", idem=key))
     assert not first.replayed and again.replayed
     assert again.status == first.status == 201
     assert again.body == first.body
@@ -117,10 +119,12 @@ def test_an_idempotent_replay_answers_the_same_body_and_stores_no_new_entry(ledg
 def test_the_same_key_with_a_different_request_is_refused(ledger: Ledger) -> None:
     fund(ledger, "user-1", 1000)
     path = "/v1/accounts/user-1/consumptions"
-    commands.consume(ledger, "user-1", 120, actor="chat", idem=idem("req-1", path, {"amount": 120}))
+    ledger.execute_write(
+        commands.consume("user-1", 120, actor="chat", idem=idem("req-1", path, {"amount": 120}))
+    )
     with pytest.raises(IdempotencyKeyReused) as refused:
-        commands.consume(
-            ledger, "user-1", 121, actor="chat", idem=idem("req-1", path, {"amount": 121})
+        ledger.execute_write(
+            commands.consume("user-1", 121, actor="chat", idem=idem("req-1", path, {"amount": 121}))
         )
     assert refused.value.status == 422
     assert entry_count(ledger, "user-1") == 2
@@ -130,11 +134,15 @@ def test_idempotency_keys_are_scoped_to_the_account(ledger: Ledger) -> None:
     fund(ledger, "user-1", 10)
     fund(ledger, "user-2", 10)
     body = {"amount": 1}
-    a = commands.consume(
-        ledger, "user-1", 1, actor="t", idem=idem("k", "/v1/accounts/user-1/consumptions", body)
+    a = ledger.execute_write(
+        commands.consume(
+            "user-1", 1, actor="t", idem=idem("k", "/v1/accounts/user-1/consumptions", body)
+        )
     )
-    b = commands.consume(
-        ledger, "user-2", 1, actor="t", idem=idem("k", "/v1/accounts/user-2/consumptions", body)
+    b = ledger.execute_write(
+        commands.consume(
+            "user-2", 1, actor="t", idem=idem("k", "/v1/accounts/user-2/consumptions", body)
+        )
     )
     assert not a.replayed and not b.replayed
 
@@ -143,10 +151,10 @@ def test_a_refused_request_leaves_no_entry_and_its_key_can_be_retried(ledger: Le
     fund(ledger, "user-1", 10)
     key = idem("req-1", "/v1/accounts/user-1/consumptions", {"amount": 20})
     with pytest.raises(InsufficientBalance):
-        commands.consume(ledger, "user-1", 20, actor="t", idem=key)
+        ledger.execute_write(commands.consume("user-1", 20, actor="t", idem=key))
     assert entry_count(ledger, "user-1") == 1
     fund(ledger, "user-1", 10)
-    assert not commands.consume(ledger, "user-1", 20, actor="t", idem=key).replayed
+    assert not ledger.execute_write(commands.consume("user-1", 20, actor="t", idem=key)).replayed
 
 
 def test_parallel_identical_idempotent_requests_store_exactly_one_entry(ledger: Ledger) -> None:
@@ -157,7 +165,7 @@ def test_parallel_identical_idempotent_requests_store_exactly_one_entry(ledger: 
     def attempt(_: int) -> WriteResult | Exception:
         start.wait()
         try:
-            return commands.consume(ledger, "user-1", 7, actor="t", idem=key)
+            return ledger.execute_write(commands.consume("user-1", 7, actor="t", idem=key))
         except IdempotencyKeyInFlight as error:
             return error
 
@@ -183,7 +191,7 @@ def test_concurrent_consumptions_never_overdraw_and_accept_exactly_what_fits(
         accepted = []
         for _ in range(10):
             try:
-                commands.consume(ledger, "user-1", 7, actor="t", idem=None)
+                ledger.execute_write(commands.consume("user-1", 7, actor="t", idem=None))
                 accepted.append(True)
             except InsufficientBalance:
                 accepted.append(False)
@@ -210,7 +218,7 @@ def test_two_ledger_instances_on_one_database_never_overdraw(
             accepted = 0
             for _ in range(15):
                 try:
-                    commands.consume(apps[i % 2], "user-1", 3, actor="t", idem=None)
+                    apps[i % 2].execute_write(commands.consume("user-1", 3, actor="t", idem=None))
                     accepted += 1
                 except InsufficientBalance:
                     pass
@@ -231,10 +239,12 @@ def test_an_account_reloads_with_the_same_balance_after_many_snapshots(
     settings = make_settings(tmp_path, snapshot_interval=10)
     first = Ledger(env=settings.eventsourcing_env(), clock=clock)
     fund(first, "user-1", 10_000)
-    commands.grant(first, "user-1", 500, actor="t", idem=None, expires_at=T0 + timedelta(days=30))
+    first.execute_write(
+        commands.grant("user-1", 500, actor="t", idem=None, expires_at=T0 + timedelta(days=30))
+    )
     for i in range(34):
-        commands.consume(first, "user-1", i + 1, actor="t", idem=None)
-    hold = commands.place_hold(first, "user-1", 50, actor="t", idem=None)
+        first.execute_write(commands.consume("user-1", i + 1, actor="t", idem=None))
+    hold = first.execute_write(commands.place_hold("user-1", 50, actor="t", idem=None))
     expected = reads.current_balance(first, "user-1")
     assert expected.version == 37
     snapshots = list(first.snapshots.get(account_uuid("user-1")))  # type: ignore[union-attr]
@@ -263,8 +273,8 @@ def test_the_aggregate_cache_follows_writes_of_another_instance(
     a = Ledger(env=settings.eventsourcing_env(), clock=clock)
     b = Ledger(env=settings.eventsourcing_env(), clock=clock)
     fund(a, "user-1", 100)
-    commands.consume(b, "user-1", 30, actor="t", idem=None)
-    result = commands.consume(a, "user-1", 30, actor="t", idem=None)
+    b.execute_write(commands.consume("user-1", 30, actor="t", idem=None))
+    result = a.execute_write(commands.consume("user-1", 30, actor="t", idem=None))
     assert result.body["balance"]["available"] == 40
     assert result.body["entry"]["version"] == 3
     a.close()
@@ -276,9 +286,9 @@ def test_history_answers_the_balance_as_of_a_version_or_a_time(
 ) -> None:
     fund(ledger, "user-1", 100)
     clock.advance(hours=1)
-    commands.consume(ledger, "user-1", 30, actor="t", idem=None)
+    ledger.execute_write(commands.consume("user-1", 30, actor="t", idem=None))
     clock.advance(hours=1)
-    commands.deduct(ledger, "user-1", 20, actor="t", idem=None, reason="fix")
+    ledger.execute_write(commands.deduct("user-1", 20, actor="t", idem=None, reason="fix"))
 
     at_v2 = reads.balance_at_version(ledger, "user-1", 2)
     assert (at_v2["available"], at_v2["consumed"], at_v2["version"]) == (70, 30, 2)
@@ -299,7 +309,7 @@ def test_history_answers_the_balance_as_of_a_version_or_a_time(
 def test_entries_are_paginated_by_version(ledger: Ledger) -> None:
     fund(ledger, "user-1", 100)
     for _ in range(4):
-        commands.consume(ledger, "user-1", 1, actor="t", idem=None)
+        ledger.execute_write(commands.consume("user-1", 1, actor="t", idem=None))
     page = reads.account_entries(ledger, "user-1", 0, 3)
     assert [e["version"] for e in page["entries"]] == [1, 2, 3]
     assert page["next_after_version"] == 3
@@ -314,15 +324,19 @@ def test_an_expired_hold_is_no_longer_active_and_the_sweeper_records_its_expiry(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     fund(ledger, "user-1", 100)
-    hold = commands.place_hold(ledger, "user-1", 60, actor="t", idem=None, ttl_seconds=60)
+    hold = ledger.execute_write(
+        commands.place_hold("user-1", 60, actor="t", idem=None, ttl_seconds=60)
+    )
     hold_id = uuid.UUID(hold.body["entry"]["hold_id"])
     clock.advance(seconds=60)
     assert reads.current_balance(ledger, "user-1").held == 0
     assert reads.active_holds(ledger, "user-1") == {"holds": []}
-    with pytest.raises(HoldNotActive):
-        commands.capture_hold(ledger, "user-1", hold_id, None, actor="t", idem=None)
     assert ledger.settle("user-1") == 1
     assert ledger.settle("user-1") == 0
+    with pytest.raises(HoldNotActive):
+        ledger.execute_write(
+            commands.capture_hold(ledger, "user-1", hold_id, None, actor="t", idem=None)
+        )
     last = reads.account_entries(ledger, "user-1", 2, 10)["entries"]
     assert [(e["type"], e["actor"], e["hold_id"]) for e in last] == [
         ("hold_expiry", "system", str(hold_id))
@@ -331,26 +345,36 @@ def test_an_expired_hold_is_no_longer_active_and_the_sweeper_records_its_expiry(
 
 def test_holds_are_captured_and_released_through_the_application(ledger: Ledger) -> None:
     fund(ledger, "user-1", 100)
-    first = commands.place_hold(ledger, "user-1", 40, actor="t", idem=None)
-    second = commands.place_hold(ledger, "user-1", 40, actor="t", idem=None)
-    captured = commands.capture_hold(
-        ledger, "user-1", uuid.UUID(first.body["entry"]["hold_id"]), 25, actor="t", idem=None
+    first = ledger.execute_write(commands.place_hold("user-1", 40, actor="t", idem=None))
+    second = ledger.execute_write(commands.place_hold("user-1", 40, actor="t", idem=None))
+    captured = ledger.execute_write(
+        commands.capture_hold(
+            ledger, "user-1", uuid.UUID(first.body["entry"]["hold_id"]), 25, actor="t", idem=None
+        )
     )
     assert captured.body["balance"]["available"] == 35
-    released = commands.release_hold(
-        ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]), actor="t", idem=None
-    )
-    assert (released.body["balance"]["available"], released.body["balance"]["held"]) == (75, 0)
-    with pytest.raises(HoldNotActive):
+    released = ledger.execute_write(
         commands.release_hold(
             ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]), actor="t", idem=None
         )
-    with pytest.raises(HoldNotFound):
-        commands.release_hold(
-            ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), actor="t", idem=None
+    )
+    assert (released.body["balance"]["available"], released.body["balance"]["held"]) == (75, 0)
+    with pytest.raises(HoldNotActive):
+        ledger.execute_write(
+            commands.release_hold(
+                ledger, "user-1", uuid.UUID(second.body["entry"]["hold_id"]), actor="t", idem=None
+            )
         )
-    refund = commands.refund(
-        ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), None, actor="t", idem=None
+    with pytest.raises(HoldNotFound):
+        ledger.execute_write(
+            commands.release_hold(
+                ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), actor="t", idem=None
+            )
+        )
+    refund = ledger.execute_write(
+        commands.refund(
+            ledger, "user-1", uuid.UUID(captured.body["entry"]["id"]), None, actor="t", idem=None
+        )
     )
     assert refund.body["entry"]["refund_of"] == captured.body["entry"]["id"]
     assert refund.body["balance"]["available"] == 100
@@ -360,38 +384,49 @@ def test_a_hold_placed_when_credit_expired_can_be_captured(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     fund(ledger, "user-1", 100)
-    commands.grant(
-        ledger,
-        "user-1",
-        10,
-        actor="t",
-        idem=None,
-        reason="promo",
-        expires_at=T0 + timedelta(minutes=1),
+    ledger.execute_write(
+        commands.grant(
+            "user-1",
+            10,
+            actor="t",
+            idem=None,
+            reason="promo",
+            expires_at=T0 + timedelta(minutes=1),
+        )
     )
     clock.advance(minutes=5)
-    hold = commands.place_hold(ledger, "user-1", 5, actor="t", idem=None)
+    hold = ledger.execute_write(commands.place_hold("user-1", 5, actor="t", idem=None))
     assert hold.body["entry"]["version"] == 4  # after the credit expiry at version 3
-    result = commands.capture_hold(
-        ledger, "user-1", uuid.UUID(hold.body["entry"]["hold_id"]), None, actor="t", idem=None
+    result = ledger.execute_write(
+        commands.capture_hold(
+            ledger, "user-1", uuid.UUID(hold.body["entry"]["hold_id"]), None, actor="t", idem=None
+        )
     )
     assert result.body["balance"]["available"] == 95
 
 
 def test_refunds_point_at_a_consumption_and_never_exceed_it(ledger: Ledger) -> None:
     fund(ledger, "user-1", 100)
-    consumption = commands.consume(ledger, "user-1", 40, actor="t", idem=None)
+    consumption = ledger.execute_write(commands.consume("user-1", 40, actor="t", idem=None))
     entry_id = uuid.UUID(consumption.body["entry"]["id"])
-    commands.refund(ledger, "user-1", entry_id, 30, actor="t", idem=None)
+    ledger.execute_write(commands.refund(ledger, "user-1", entry_id, 30, actor="t", idem=None))
     with pytest.raises(RefundExceedsConsumption):
-        commands.refund(ledger, "user-1", entry_id, 11, actor="t", idem=None)
-    last = commands.refund(ledger, "user-1", entry_id, None, actor="t", idem=None)
+        ledger.execute_write(commands.refund(ledger, "user-1", entry_id, 11, actor="t", idem=None))
+    last = ledger.execute_write(
+        commands.refund(ledger, "user-1", entry_id, None, actor="t", idem=None)
+    )
     assert last.body["entry"]["amount"] == 10
     purchase_id = uuid.UUID(fund(ledger, "user-1", 1).body["entry"]["id"])
     refuse: list[Callable[[], object]] = [
-        lambda: commands.refund(ledger, "user-1", purchase_id, 1, actor="t", idem=None),
-        lambda: commands.refund(ledger, "user-2", entry_id, 1, actor="t", idem=None),
-        lambda: commands.refund(ledger, "user-1", uuid.uuid4(), 1, actor="t", idem=None),
+        lambda: ledger.execute_write(
+            commands.refund(ledger, "user-1", purchase_id, 1, actor="t", idem=None)
+        ),
+        lambda: ledger.execute_write(
+            commands.refund(ledger, "user-2", entry_id, 1, actor="t", idem=None)
+        ),
+        lambda: ledger.execute_write(
+            commands.refund(ledger, "user-1", uuid.uuid4(), 1, actor="t", idem=None)
+        ),
     ]
     for call in refuse:
         with pytest.raises(EntryNotFound):
@@ -399,11 +434,15 @@ def test_refunds_point_at_a_consumption_and_never_exceed_it(ledger: Ledger) -> N
 
 
 def test_a_credit_limit_change_answers_200(ledger: Ledger) -> None:
-    result = commands.set_credit_limit(ledger, "user-1", 500, actor="admin", idem=None)
+    result = ledger.execute_write(
+        commands.set_credit_limit("user-1", 500, actor="admin", idem=None)
+    )
     assert result.status == 200
     assert result.body["entry"]["type"] == "credit_limit_change"
     assert result.body["balance"]["credit_limit"] == 500
     assert (
-        commands.consume(ledger, "user-1", 500, actor="t", idem=None).body["balance"]["available"]
+        ledger.execute_write(commands.consume("user-1", 500, actor="t", idem=None)).body["balance"][
+            "available"
+        ]
         == -500
     )

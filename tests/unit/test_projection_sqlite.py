@@ -114,9 +114,9 @@ def test_holds_and_expiring_credit_are_scheduled_until_they_close(view: SQLiteBa
 def test_the_projection_follows_the_ledgers_notification_log(
     ledger: Ledger, view: SQLiteBalanceView
 ) -> None:
-    commands.purchase(ledger, "user-1", 500, actor="t", idem=None)
-    commands.purchase(ledger, "user-2", 70, actor="t", idem=None)
-    spent = commands.consume(ledger, "user-1", 120, actor="t", idem=None)
+    ledger.execute_write(commands.purchase("user-1", 500, actor="t", idem=None))
+    ledger.execute_write(commands.purchase("user-2", 70, actor="t", idem=None))
+    spent = ledger.execute_write(commands.consume("user-1", 120, actor="t", idem=None))
     projection = BalanceProjection(view=view)
 
     def catch_up() -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse, Response
 
+from projections.channels import KEYS
 from service.api.deps import (
     AccountId,
     Admin,
@@ -70,7 +71,10 @@ def list_api_keys(principal: Admin, runtime: RuntimeDep) -> JSONResponse:
     summary="Revoke an API key (refused from the next request on)",
 )
 def revoke_api_key(principal: Admin, name: Annotated[str, Path()], runtime: RuntimeDep) -> Response:
-    runtime.keys.revoke(name)
+    """Refused by this process from the next request on, by the others as soon
+    as the bridge tells them and within 1 second at worst (key cache TTL)."""
+    runtime.key_cache.revoke(name)
+    runtime.broker.publish_many([(KEYS, {"revoked": name})])
     return Response(status_code=204)
 
 

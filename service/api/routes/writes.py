@@ -1,8 +1,9 @@
 """Writes: purchases, grants, consumptions, deductions, refunds, holds and
 account settings. Each parses, calls ``service.application.commands``, renders.
 
-Handlers are plain ``def``: the commands block on the database, so they run in
-the threadpool.
+Handlers are ``async``: a write is queued for the committer (group commit)
+and awaited on the event loop, without a thread hop; only captures, releases
+and refunds first read the entry they name, in the threadpool.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends
+from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import (
     AccountId,
@@ -26,6 +27,7 @@ from service.api.deps import (
     body_doc,
     json_body,
 )
+from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     AccountUpdate,
     CaptureCreate,
@@ -40,6 +42,7 @@ from service.api.schemas import (
     WriteResult,
 )
 from service.application import commands
+from service.application.ledger import Write
 from service.application.ledger import WriteResult as Result
 from service.domain.errors import EntryNotFound, HoldNotFound
 
@@ -51,9 +54,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _render(result: Result) -> JSONResponse:
+def _render(result: Result) -> FastJSONResponse:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
+    return FastJSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+async def _submit(runtime: Any, write: Write) -> FastJSONResponse:
+    return _render(await runtime.ledger.submit_write(write))
 
 
 def _uuid(value: str, not_found: type[HoldNotFound] | type[EntryNotFound], what: str) -> UUID:
@@ -78,192 +85,187 @@ def _write_route(path: str, model: type[Any], summary: str, status: int = 201) -
 
 
 @_write_route("/purchases", PurchaseCreate, "Add purchased tokens")
-def create_purchase(
+async def create_purchase(
     principal: Purchaser,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[PurchaseCreate], Depends(json_body(PurchaseCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
-    return _render(
+    return await _submit(
+        runtime,
         commands.purchase(
-            runtime.ledger,
             account_id,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "purchase", account_id),
             payment_reference=v.payment_reference,
             expires_at=v.expires_at,
             metadata=v.metadata,
-        )
+        ),
     )
 
 
 @_write_route("/grants", GrantCreate, "Grant free tokens")
-def create_grant(
+async def create_grant(
     principal: Granter,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[GrantCreate], Depends(json_body(GrantCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
-    return _render(
+    return await _submit(
+        runtime,
         commands.grant(
-            runtime.ledger,
             account_id,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "grant", account_id),
             reason=v.reason,
             expires_at=v.expires_at,
             metadata=v.metadata,
-        )
+        ),
     )
 
 
 @_write_route("/consumptions", ConsumptionCreate, "Consume tokens (402 when not enough)")
-def create_consumption(
+async def create_consumption(
     principal: Consumer,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[ConsumptionCreate], Depends(json_body(ConsumptionCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
-    return _render(
+    return await _submit(
+        runtime,
         commands.consume(
-            runtime.ledger,
             account_id,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "consume", account_id),
             operation=v.operation,
             model=v.model,
             metadata=v.metadata,
-        )
+        ),
     )
 
 
 @_write_route("/deductions", DeductionCreate, "Deduct tokens (402 when not enough)")
-def create_deduction(
+async def create_deduction(
     principal: Granter,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[DeductionCreate], Depends(json_body(DeductionCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
-    return _render(
+    return await _submit(
+        runtime,
         commands.deduct(
-            runtime.ledger,
             account_id,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "deduct", account_id),
             reason=v.reason,
             metadata=v.metadata,
-        )
+        ),
     )
 
 
 @_write_route("/consumptions/{entry_id}/refunds", RefundCreate, "Refund a consumption")
-def create_refund(
+async def create_refund(
     principal: Consumer,
     account_id: AccountId,
     entry_id: str,
     key: IdempotencyKey,
     body: Annotated[Payload[RefundCreate], Depends(json_body(RefundCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
     target = _uuid(entry_id, EntryNotFound, "consumption")
-    return _render(
-        commands.refund(
+    write = await run_in_threadpool(
+        lambda: commands.refund(
             runtime.ledger,
             account_id,
             target,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "refund", account_id, entry_id=entry_id),
             reason=v.reason,
         )
     )
+    return await _submit(runtime, write)
 
 
 @_write_route("/holds", HoldCreate, "Reserve tokens for a while")
-def create_hold(
+async def create_hold(
     principal: Consumer,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[HoldCreate], Depends(json_body(HoldCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     v = body.value
-    return _render(
+    return await _submit(
+        runtime,
         commands.place_hold(
-            runtime.ledger,
             account_id,
             v.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "hold", account_id),
             ttl_seconds=v.ttl_seconds,
             operation=v.operation,
             metadata=v.metadata,
-        )
+        ),
     )
 
 
 @_write_route("/holds/{hold_id}/capture", CaptureCreate, "Consume a hold, release the rest")
-def capture_hold(
+async def capture_hold(
     principal: Consumer,
     account_id: AccountId,
     hold_id: str,
     key: IdempotencyKey,
     body: Annotated[Payload[CaptureCreate], Depends(json_body(CaptureCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     hold = _uuid(hold_id, HoldNotFound, "hold")
-    return _render(
-        commands.capture_hold(
+    write = await run_in_threadpool(
+        lambda: commands.capture_hold(
             runtime.ledger,
             account_id,
             hold,
             body.value.amount,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "capture", account_id, hold_id=hold_id),
         )
     )
+    return await _submit(runtime, write)
 
 
 @_write_route("/holds/{hold_id}/release", ReleaseCreate, "Release a hold")
-def release_hold(
+async def release_hold(
     principal: Consumer,
     account_id: AccountId,
     hold_id: str,
     key: IdempotencyKey,
     body: Annotated[Payload[ReleaseCreate], Depends(json_body(ReleaseCreate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
+) -> FastJSONResponse:
     hold = _uuid(hold_id, HoldNotFound, "hold")
-    return _render(
-        commands.release_hold(
+    write = await run_in_threadpool(
+        lambda: commands.release_hold(
             runtime.ledger,
             account_id,
             hold,
             actor=principal.name,
-            idem=body.idempotency(request, key),
+            idem=body.idempotency(key, "release", account_id, hold_id=hold_id),
         )
     )
+    return await _submit(runtime, write)
 
 
 @router.patch(
@@ -274,20 +276,19 @@ def release_hold(
     summary="Change account settings (credit limit)",
     openapi_extra=body_doc(AccountUpdate),
 )
-def update_account(
+async def update_account(
     principal: Admin,
     account_id: AccountId,
     key: IdempotencyKey,
     body: Annotated[Payload[AccountUpdate], Depends(json_body(AccountUpdate))],
     runtime: RuntimeDep,
-    request: Request,
-) -> JSONResponse:
-    return _render(
+) -> FastJSONResponse:
+    return await _submit(
+        runtime,
         commands.set_credit_limit(
-            runtime.ledger,
             account_id,
             body.value.credit_limit,
             actor=principal.name,
-            idem=body.idempotency(request, key),
-        )
+            idem=body.idempotency(key, "credit_limit", account_id),
+        ),
     )

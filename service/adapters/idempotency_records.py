@@ -1,0 +1,23 @@
+"""The stored form of an idempotency key (IETF ``Idempotency-Key`` draft)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+IDEMPOTENCY_TABLE = "ledger_idempotency_keys"
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """What a write with an ``Idempotency-Key`` left behind.
+
+    ``fingerprint`` identifies the request (its kind, account and fields);
+    ``status`` is the HTTP status answered; ``version`` is the account version
+    of the entry whose ``{"entry", "balance"}`` answer a replay repeats.
+    """
+
+    account_id: str
+    key: str
+    fingerprint: str
+    status: int
+    version: int
