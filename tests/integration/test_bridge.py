@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -112,3 +113,51 @@ def view_wait(view: object, position: int) -> None:
 
     assert isinstance(view, BalanceView)
     view.wait("Ledger", position, timeout=15)
+
+
+def test_a_listener_gets_its_channels_messages_once_over_the_process_subscription(
+    settings: Settings,
+) -> None:
+    assert settings.redis_url is not None
+    channel = f"ledger:keys-{uuid.uuid4().hex[:8]}"
+
+    async def main() -> list[dict]:
+        broker = RedisBroker(settings.redis_url or "")
+        got: list[dict] = []
+        arrived = asyncio.Event()
+
+        def on_message(message: dict) -> None:
+            got.append(message)
+            arrived.set()
+
+        broker.add_listener(channel, on_message)
+        await broker.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not broker.healthy:  # the listener connection is up
+                assert time.monotonic() < deadline, "the bridge did not connect"
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(broker.publish_many, [(channel, {"revoked": "k1"})])
+            await asyncio.wait_for(arrived.wait(), 10)
+        finally:
+            await broker.close()
+        return got
+
+    assert asyncio.run(main()) == [{"revoked": "k1"}]
+
+
+def test_an_unreachable_bridge_is_unhealthy_and_a_failed_publish_neither_raises_nor_sticks(
+    settings: Settings,
+) -> None:
+    async def main() -> None:
+        broker = RedisBroker("redis://127.0.0.1:1/0")
+        await broker.start()
+        try:
+            epoch = broker.epoch
+            await asyncio.to_thread(broker.publish_many, [(POSITIONS, {"position": 1})])
+            assert broker.epoch == epoch + 1  # streams catch up from the store
+            assert not broker.healthy
+        finally:
+            await broker.close()
+
+    asyncio.run(main())
