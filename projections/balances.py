@@ -1,10 +1,11 @@
 """The balance projection: ``ledger_balances`` built from the ledger's entries.
 
-Each entry's effects (:meth:`LedgerEntry.effects`) are added to its account's
-row, the expiry schedule is updated, and the tracking position is recorded, all
-in one transaction: a restart resumes after the last committed position, so no
-entry is lost or applied twice. After each commit the new balance and the
-entry are published on the bridge (``projections.broker``).
+Entries are applied in batches (``projections.batch``): per changed account one
+row of summed effects, the expiry schedule's net changes and the tracking
+position, in one transaction; a restart resumes after the last committed
+position, so no entry is lost or applied twice. After each commit every changed
+account's balance and entries go out on the bridge in one message, then the
+position (``projections.channels``).
 """
 
 from __future__ import annotations
@@ -17,36 +18,41 @@ from eventsourcing.persistence import Tracking, TrackingRecorder
 from eventsourcing.projection import Projection
 from eventsourcing.utils import get_topic
 
+from projections.batch import BatchPlan, expiry_schedule, plan_batch
 from projections.broker import Broker
 from projections.channels import POSITIONS, account_channel
-from service.application.rendering import render_entry, rfc3339
+from service.application.rendering import render_entry
 from service.config import APPLICATION_NAME
-from service.domain.events import (
-    ENTRY_EVENTS,
-    CreditExpired,
-    Granted,
-    HoldCaptured,
-    HoldExpired,
-    HoldPlaced,
-    HoldReleased,
-    LedgerEntry,
-    Purchased,
-)
-from service.domain.values import entry_id_for
+from service.domain.events import ENTRY_EVENTS, LedgerEntry
+
+__all__ = ["BalanceProjection", "BalanceView", "expiry_schedule", "publish_batch"]
 
 
 class BalanceView(TrackingRecorder, ABC):
     """A materialized view of balances that records its tracking position."""
 
     @abstractmethod
+    def apply_batch(
+        self, plan: BatchPlan, tracking: Tracking, start: int | None
+    ) -> list[list[dict[str, Any]]] | None:
+        """Writes ``plan`` and records ``tracking`` in one transaction; returns
+        per changed account its balances (contract Balances) right after each
+        of its entries in the batch, the last being its new row (an account
+        whose row is already past the plan's version is left out), or ``None``,
+        writing nothing, when ``start`` is given and the tracking position is
+        no longer ``start`` (another runner moved it)."""
+        ...
+
     def apply_entry(
         self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
     ) -> dict[str, Any] | None:
-        """Adds the entry's effects to its account's row, applies the expiry
-        ``schedule`` changes (``(ref_id, due_at)`` to add, ``(ref_id, None)`` to
-        remove) and records ``tracking``, in one transaction. Returns the new
-        row as a contract Balance, or ``None`` if the entry was applied before."""
-        ...
+        """A batch of one entry, with the expiry ``schedule`` changes given
+        (``(ref_id, due_at)`` to add, ``(ref_id, None)`` to remove). Returns
+        the new row, or ``None`` if the entry was applied before."""
+        plan = plan_batch([(entry, tracking.notification_id)])
+        plan.schedule = {(entry.account_id, ref): due for ref, due in schedule}
+        rows = self.apply_batch(plan, tracking, None)
+        return rows[0][-1] if rows else None
 
     @abstractmethod
     def get_balance(self, account_id: str) -> dict[str, Any] | None:
@@ -75,20 +81,6 @@ class BalanceView(TrackingRecorder, ABC):
         ...
 
 
-def expiry_schedule(entry: LedgerEntry) -> list[tuple[str, str | None]]:
-    """The expiry-schedule changes an entry causes: ``(ref_id, due_at)``."""
-    if isinstance(entry, HoldPlaced) and entry.hold_id and entry.expires_at:
-        return [(entry.hold_id, rfc3339(entry.expires_at))]
-    if isinstance(entry, Purchased | Granted) and entry.expires_at is not None:
-        ref = str(entry_id_for(entry.originator_id, entry.originator_version))
-        return [(ref, rfc3339(entry.expires_at))]
-    if isinstance(entry, HoldCaptured | HoldReleased | HoldExpired) and entry.hold_id:
-        return [(entry.hold_id, None)]
-    if isinstance(entry, CreditExpired) and entry.draws and entry.draws[0].bucket:
-        return [(entry.draws[0].bucket, None)]
-    return []
-
-
 class BalanceProjection(Projection[BalanceView]):
     """Projects every ledger entry into the balance view, then publishes."""
 
@@ -104,40 +96,28 @@ class BalanceProjection(Projection[BalanceView]):
 
     @process_event.register
     def entry(self, domain_event: LedgerEntry, tracking: Tracking) -> None:
-        balance = self.view.apply_entry(domain_event, tracking, expiry_schedule(domain_event))
-        if balance is None or self.broker is None:
-            return
-        account_id = domain_event.account_id
-        entry = render_entry(domain_event, tracking.notification_id)
-        self.broker.publish_many(
-            [
-                (account_channel(account_id), {"balance": balance, "entries": [entry]}),
-                (POSITIONS, {"position": tracking.notification_id}),
-            ]
-        )
+        plan = plan_batch([(domain_event, tracking.notification_id)])
+        balances = self.view.apply_batch(plan, tracking, None)
+        if balances and self.broker is not None:
+            publish_batch(self.broker, plan, balances)
 
 
-def balance_params(entry: LedgerEntry, tracking: Tracking) -> dict[str, Any]:
-    """Bound parameters of ``UPSERT_BALANCE`` for one entry."""
-    effects = entry.effects()
-    return {
-        "account_id": entry.account_id,
-        "available": effects.available,
-        "held": effects.held,
-        "purchased": effects.purchased,
-        "granted": effects.granted,
-        "consumed": effects.consumed,
-        "refunded": effects.refunded,
-        "deducted": effects.deducted,
-        "expired": effects.expired,
-        "credit_limit": effects.credit_limit or 0,
-        "new_limit": effects.credit_limit,
-        "version": entry.originator_version,
-        "position": tracking.notification_id,
-        "updated_at": rfc3339(entry.timestamp),
-    }
+def publish_batch(
+    broker: Broker, plan: BatchPlan, balances: list[list[dict[str, Any]]]
+) -> None:
+    """One message per changed account (its balance after the batch, its
+    balance after each of its entries, its entries), then the batch's
+    position, in one round trip (never raises)."""
+    messages: list[tuple[str, dict[str, Any]]] = []
+    for states in balances:
+        account_id = states[-1]["account_id"]
+        entries = [render_entry(e, p) for e, p in plan.entries.get(account_id, ())]
+        message = {"balance": states[-1], "balances": states, "entries": entries}
+        messages.append((account_channel(account_id), message))
+    messages.append((POSITIONS, {"position": plan.last}))
+    broker.publish_many(messages)
 
 
-def tracking_of(position: int) -> Tracking:
+def tracking_at(position: int) -> Tracking:
     """A tracking record of the ledger application at ``position``."""
     return Tracking(APPLICATION_NAME, position)

@@ -3,9 +3,10 @@
 The projection leader publishes, after each committed batch of log entries:
 
 - on :func:`account_channel` (one message per changed account per batch):
-  ``{"balance": Balance, "entries": [Entry, ...]}``: the account's balance after
-  the batch and the entries of the batch that changed it, in version order
-  (contract Balance and Entry objects, each with its ``position``);
+  ``{"balance": Balance, "balances": [Balance, ...], "entries": [Entry, ...]}``:
+  the account's balance after the batch, its balance right after each of its
+  entries in the batch (the last is ``balance``), and those entries, in version
+  order (contract Balance and Entry objects, each with its ``position``);
 - then on :data:`POSITIONS`: ``{"position": P}``, the tracking position the
   batch reached (every entry at or below ``P`` is in the balance table).
 

@@ -1,32 +1,40 @@
-"""Runs the balance projection: a subscription on PostgreSQL, polling on SQLite.
+"""Runs the balance projection in batches, in the leader process only.
 
-On PostgreSQL the library's :class:`~eventsourcing.projection.ProjectionRunner`
-follows the notification log through LISTEN/NOTIFY. The SQLite recorder has no
-subscriptions, so the same projection is driven by polling the notification log
-after the view's tracking position (woken at once by local saves). Either way a
-supervisor restarts the projection after a failure (e.g. the database is down).
+The runner reads up to ``BATCH`` entries after the view's tracking position,
+applies them in one transaction (``BalanceView.apply_batch``), publishes one
+message per changed account and the new position, and repeats; when it has
+caught up it waits for the next commit: PostgreSQL ``LISTEN`` on the event
+table's channel (the recorders ``NOTIFY`` it), or the local ``saved`` event on
+SQLite. A supervisor restarts it after a failure (e.g. the database is down).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
-from eventsourcing.persistence import InfrastructureFactory, Tracking
-from eventsourcing.projection import ProjectionRunner
+import psycopg
+from eventsourcing.persistence import InfrastructureFactory
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
 
-from projections.balances import BalanceProjection, BalanceView
+from projections.balances import BalanceProjection, BalanceView, publish_batch, tracking_at
+from projections.batch import plan_batch
 from projections.broker import Broker
 from projections.views import PostgresBalanceView, SQLiteBalanceView
+from service.adapters.leader import Leadership
 from service.application.ledger import Ledger
 from service.config import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
-"""Notifications read per poll on SQLite."""
+BATCH = 2000
+"""Most log entries applied per transaction."""
+IDLE_WAIT = 0.5
+"""Longest wait for a commit notification before looking again (seconds)."""
 
 
 def open_balance_view(settings: Settings) -> BalanceView:
@@ -39,37 +47,31 @@ def open_balance_view(settings: Settings) -> BalanceView:
     return view
 
 
-def bound_projection(broker: Broker | None) -> type[BalanceProjection]:
-    """The projection class publishing on ``broker`` after each commit."""
-    return type(
-        "BalanceProjection",
-        (BalanceProjection,),
-        {"name": BalanceProjection.name, "broker": broker},
-    )
-
-
 class ProjectionService:
-    """Keeps the balance projection running in a background thread."""
+    """Keeps the batched balance projection running while this process leads."""
 
     def __init__(
-        self, settings: Settings, broker: Broker | None, ledger: Ledger | None = None
+        self,
+        settings: Settings,
+        broker: Broker | None,
+        ledger: Ledger | None = None,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
         self.broker = broker
         self.ledger = ledger
+        self.leadership = leadership or Leadership(None)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._runner: ProjectionRunner[Any, Any] | None = None
 
     def start(self) -> None:
+        if not self.leadership.is_leader.is_set() and self.leadership.conninfo is None:
+            self.leadership.start()
         self._thread = threading.Thread(target=self._supervise, name="projection", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        runner = self._runner
-        if runner is not None:
-            runner.stop()
         if self.ledger is not None:
             self.ledger.saved.set()
         if self._thread is not None:
@@ -77,41 +79,53 @@ class ProjectionService:
 
     def _supervise(self) -> None:
         while not self._stop.is_set():
+            if not self.leadership.is_leader.wait(0.5):
+                continue
             try:
-                if self.settings.backend == "postgres":
-                    self._follow_postgres()
-                else:
-                    self._poll_sqlite()
+                self._follow()
             except Exception:
                 log.exception("balance projection failed; restarting in 1 s")
                 self._stop.wait(1.0)
 
-    def _follow_postgres(self) -> None:
-        with ProjectionRunner(
-            application_class=Ledger,
-            projection_class=bound_projection(self.broker),
-            view_class=PostgresBalanceView,
-            env=self.settings.eventsourcing_env(),
-        ) as runner:
-            self._runner = runner
-            try:
-                while not self._stop.is_set():
-                    runner.run_forever(timeout=0.5)
-            finally:
-                self._runner = None
-
-    def _poll_sqlite(self) -> None:
+    def _follow(self) -> None:
         ledger = self.ledger or Ledger(env=self.settings.eventsourcing_env())
         view = open_balance_view(self.settings)
-        projection = bound_projection(self.broker)(view)
-        topics = list(projection.topics)
-        while not self._stop.is_set():
-            ledger.saved.clear()
-            notifications = ledger.recorder.select_notifications(
-                start=view.position(), limit=BATCH, topics=topics, inclusive_of_start=False
-            )
-            for notification in notifications:
-                event = ledger.mapper.to_domain_event(notification)
-                projection.process_event(event, Tracking(ledger.name, notification.id))
-            if len(notifications) < BATCH:
-                ledger.saved.wait(self.settings.poll_seconds)
+        topics = list(BalanceProjection.topics)
+        with self._wakeups(ledger) as wait:
+            position = view.position()
+            while not self._stop.is_set() and self.leadership.is_leader.is_set():
+                ledger.saved.clear()
+                notifications = ledger.recorder.select_notifications(
+                    start=position, limit=BATCH, topics=topics, inclusive_of_start=False
+                )
+                if notifications:
+                    to_event = ledger.mapper.to_domain_event
+                    plan = plan_batch([(to_event(n), n.id) for n in notifications])
+                    balances = view.apply_batch(plan, tracking_at(plan.last), position)
+                    if balances is None:  # another runner moved the position
+                        position = view.position()
+                        continue
+                    position = plan.last
+                    if self.broker is not None:
+                        publish_batch(self.broker, plan, balances)
+                    if len(notifications) == BATCH:
+                        continue
+                wait()
+
+    @contextlib.contextmanager
+    def _wakeups(self, ledger: Ledger) -> Iterator[Any]:
+        """A function that waits for the next commit (at most ``IDLE_WAIT``)."""
+        if self.settings.backend != "postgres":
+            yield lambda: ledger.saved.wait(min(self.settings.poll_seconds, IDLE_WAIT))
+            return
+        recorder: Any = ledger.recorder
+        with psycopg.connect(
+            self.settings.postgres_conninfo(), autocommit=True, connect_timeout=5
+        ) as conn:
+            conn.execute(SQL("LISTEN {}").format(Identifier(recorder.channel_name)))
+
+            def wait() -> None:
+                for _ in conn.notifies(timeout=IDLE_WAIT, stop_after=1):
+                    pass
+
+            yield wait

@@ -1,4 +1,11 @@
-"""The balance view on PostgreSQL and on SQLite (same SQL, see ``projections.sql``)."""
+"""The balance view on PostgreSQL and on SQLite (same SQL, see ``projections.sql``).
+
+:meth:`apply_batch` writes a whole :class:`~projections.batch.BatchPlan` in one
+transaction: one upsert per changed account, the expiry schedule's net
+changes and the tracking position, once. It first checks that the tracking
+position is still the one the batch was read after (``start``), so a second
+runner that read the same entries can never apply them twice.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,27 @@ from typing import Any
 from eventsourcing.persistence import Tracking
 from eventsourcing.postgres import PostgresDatastore, PostgresTrackingRecorder
 from eventsourcing.sqlite import SQLiteDatastore, SQLiteTrackingRecorder
-from psycopg.sql import SQL
+from psycopg.sql import SQL, Identifier
 
 from projections import sql
-from projections.balances import BalanceView, balance_params
+from projections.balances import BalanceView
+from projections.batch import BatchPlan
 from service.config import APPLICATION_NAME
-from service.domain.events import LedgerEntry
 
 
 def _row_to_balance(row: Any) -> dict[str, Any]:
     return {column: row[column] for column in sql.BALANCE_COLUMNS}
+
+
+def _schedule_params(plan: BatchPlan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(to add, to remove)`` parameters of the plan's expiry schedule."""
+    add, remove = [], []
+    for (account_id, ref_id), due_at in plan.schedule.items():
+        if due_at is None:
+            remove.append({"account_id": account_id, "ref_id": ref_id})
+        else:
+            add.append({"account_id": account_id, "ref_id": ref_id, "due_at": due_at})
+    return add, remove
 
 
 class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
@@ -33,23 +51,53 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
         self._schedule, self._unschedule = q(sql.SCHEDULE_EXPIRY), q(sql.UNSCHEDULE_EXPIRY)
         self._due, self._clear = q(sql.SELECT_DUE), q(sql.CLEAR_DUE)
         self._after = q(sql.SELECT_BALANCES_AFTER)
+        self._tracked = SQL(
+            "SELECT max(notification_id) AS position FROM {}.{} WHERE application_name = %s"
+        ).format(Identifier(self.datastore.schema), Identifier(self.tracking_table_name))
+        self._limits = SQL(
+            "SELECT account_id, credit_limit FROM {}.ledger_balances WHERE account_id = ANY(%s)"
+        ).format(Identifier(self.datastore.schema))
+        self._lock_tracking = SQL("LOCK TABLE {}.{} IN EXCLUSIVE MODE").format(
+            Identifier(self.datastore.schema), Identifier(self.tracking_table_name)
+        )
 
     def balances_after(self, position: int, limit: int) -> list[dict[str, Any]]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._after, {"position": position, "limit": limit}, prepare=True)
             return [_row_to_balance(row) for row in curs.fetchall()]
 
-    def apply_entry(
-        self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
-    ) -> dict[str, Any] | None:
+    def apply_batch(
+        self, plan: BatchPlan, tracking: Tracking, start: int | None
+    ) -> list[list[dict[str, Any]]] | None:
         with self.datastore.transaction(commit=True) as curs:
-            curs.execute(self._upsert, balance_params(entry, tracking), prepare=True)
-            row = curs.fetchone()
-            for ref_id, due_at in schedule:
-                params = {"account_id": entry.account_id, "ref_id": ref_id, "due_at": due_at}
-                curs.execute(self._schedule if due_at else self._unschedule, params, prepare=True)
+            if start is not None:
+                curs.execute(self._lock_tracking)
+                curs.execute(self._tracked, (APPLICATION_NAME,), prepare=True)
+                row = curs.fetchone()
+                current = (row["position"] if row else None) or 0
+                if current != start:
+                    return None
+            prior: dict[str, int] = {}
+            if plan.limit_changes:
+                curs.execute(self._limits, (plan.limit_changes,))
+                prior = {row["account_id"]: row["credit_limit"] for row in curs.fetchall()}
+            rows = list(plan.rows.values())
+            curs.executemany(self._upsert, rows, returning=True)
+            balances = []
+            while True:
+                row = curs.fetchone()
+                if row is not None:
+                    final = _row_to_balance(row)
+                    balances.append(plan.states(final, prior.get(final["account_id"])))
+                if not curs.nextset():
+                    break
+            add, remove = _schedule_params(plan)
+            if remove:
+                curs.executemany(self._unschedule, remove)
+            if add:
+                curs.executemany(self._schedule, add)
             self._insert_tracking(curs, tracking)
-        return _row_to_balance(row) if row is not None else None
+        return balances
 
     def get_balance(self, account_id: str) -> dict[str, Any] | None:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -89,19 +137,52 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
             c.execute(self._after, {"position": position, "limit": limit})
             return [_row_to_balance(row) for row in c.fetchall()]
 
-    def apply_entry(
-        self, entry: LedgerEntry, tracking: Tracking, schedule: list[tuple[str, str | None]]
-    ) -> dict[str, Any] | None:
-        with self.datastore.transaction(commit=True) as c:
-            c.execute(self._upsert, balance_params(entry, tracking))
+    def apply_batch(
+        self, plan: BatchPlan, tracking: Tracking, start: int | None
+    ) -> list[list[dict[str, Any]]] | None:
+        # BEGIN IMMEDIATE: a deferred transaction that reads first could not
+        # take the write lock after the committer's (SQLite refuses at once).
+        with self.datastore.get_connection(commit=True) as conn:
+            c = conn.cursor()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                balances = self._apply(c, plan, tracking, start)
+            except BaseException:
+                conn.rollback()
+                raise
+            if balances is None:
+                conn.rollback()
+            else:
+                conn.commit()
+            return balances
+
+    def _apply(
+        self, c: Any, plan: BatchPlan, tracking: Tracking, start: int | None
+    ) -> list[list[dict[str, Any]]] | None:
+        if start is not None and (self._max_tracking_id(APPLICATION_NAME, c) or 0) != start:
+            return None
+        prior: dict[str, int] = {}
+        for account_id in plan.limit_changes:
+            c.execute(
+                "SELECT credit_limit FROM ledger_balances WHERE account_id = ?", (account_id,)
+            )
             row = c.fetchone()
-            for ref_id, due_at in schedule:
-                params = {"account_id": entry.account_id, "ref_id": ref_id, "due_at": due_at}
-                if due_at is None:
-                    del params["due_at"]
-                c.execute(self._schedule if due_at else self._unschedule, params)
-            self._insert_tracking(c, tracking)
-        return _row_to_balance(row) if row is not None else None
+            if row is not None:
+                prior[account_id] = row["credit_limit"]
+        balances = []
+        for params in plan.rows.values():
+            c.execute(self._upsert, params)
+            row = c.fetchone()
+            if row is not None:
+                final = _row_to_balance(row)
+                balances.append(plan.states(final, prior.get(final["account_id"])))
+        add, remove = _schedule_params(plan)
+        for params in remove:
+            c.execute(self._unschedule, params)
+        for params in add:
+            c.execute(self._schedule, params)
+        self._insert_tracking(c, tracking)
+        return balances
 
     def get_balance(self, account_id: str) -> dict[str, Any] | None:
         with self.datastore.transaction(commit=False) as c:

@@ -17,7 +17,8 @@ from projections.hub import StreamHub
 from projections.runner import ProjectionService, open_balance_view
 from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
-from service.adapters.migrate import migrate
+from service.adapters.leader import Leadership
+from service.adapters.migrate import migrate, startup_lock
 from service.application.ledger import Ledger
 from service.application.sweeper import Sweeper
 from service.config import Settings
@@ -37,6 +38,7 @@ class Runtime:
     secret_key: str
     hub: StreamHub
     key_cache: KeyCache
+    leadership: Leadership
     projection: ProjectionService | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -49,9 +51,10 @@ class Runtime:
         ``LEDGER_ADMIN_API_KEY`` is unset.
         """
         migrate(settings)
-        ledger = Ledger(env=settings.eventsourcing_env())
+        with startup_lock(settings):
+            ledger = Ledger(env=settings.eventsourcing_env())
+            balances = open_balance_view(settings)
         broker = make_broker(settings.redis_url)
-        balances = open_balance_view(settings)
         keys = open_key_store(settings)
         created = bootstrap_admin(keys, settings)
         if created is not None:
@@ -65,10 +68,13 @@ class Runtime:
             else secrets.token_urlsafe(32)
         )
         hub = StreamHub(broker, balances, ledger)
-        runtime = cls(settings, ledger, balances, broker, keys, secret, hub, KeyCache(keys))
+        leadership = make_leadership(settings)
+        runtime = cls(
+            settings, ledger, balances, broker, keys, secret, hub, KeyCache(keys), leadership
+        )
         if settings.run_projection:
-            runtime.projection = ProjectionService(settings, broker, ledger)
-        runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds)
+            runtime.projection = ProjectionService(settings, broker, ledger, leadership)
+            runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds, leadership)
         return runtime
 
     async def start(self) -> None:
@@ -78,6 +84,8 @@ class Runtime:
             add_listener(KEYS, lambda message: self.key_cache.forget(str(message["revoked"])))
         await self.broker.start()
         await self.hub.start()
+        if self.settings.run_projection:
+            self.leadership.start()
         if self.projection is not None:
             self.projection.start()
         if self.sweeper is not None:
@@ -91,6 +99,7 @@ class Runtime:
             await loop.run_in_executor(None, self.sweeper.stop)
         if self.projection is not None:
             await loop.run_in_executor(None, self.projection.stop)
+        await loop.run_in_executor(None, self.leadership.stop)
         await self.hub.close()
         await self.broker.close()
         self.keys.close()
@@ -98,21 +107,32 @@ class Runtime:
         self.started = False
 
 
+def make_leadership(settings: Settings) -> Leadership:
+    """The deployment-wide leader election of this process (PostgreSQL advisory
+    lock; on SQLite the one process leads)."""
+    return Leadership(settings.postgres_conninfo() if settings.backend == "postgres" else None)
+
+
 def run_projection_forever(settings: Settings) -> None:
     """``ledger project``: the projection and the sweeper without HTTP, until
     SIGINT/SIGTERM. Publishes on the bridge when ``LEDGER_REDIS_URL`` is set."""
     migrate(settings)
-    ledger = Ledger(env=settings.eventsourcing_env())
+    with startup_lock(settings):
+        ledger = Ledger(env=settings.eventsourcing_env())
+        view = open_balance_view(settings)
     broker = make_broker(settings.redis_url)
-    projection = ProjectionService(settings, broker, None)
-    sweeper = Sweeper(ledger, open_balance_view(settings), settings.sweep_seconds)
+    leadership = make_leadership(settings)
+    projection = ProjectionService(settings, broker, ledger, leadership)
+    sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    leadership.start()
     projection.start()
     sweeper.start()
     log.info("projection running on %s", settings.backend)
     done.wait()
     sweeper.stop()
     projection.stop()
+    leadership.stop()
     ledger.close()

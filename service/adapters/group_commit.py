@@ -103,49 +103,56 @@ class PostgresGroupCommit:
         """
         check, select_keys, insert_events, insert_keys = self._group_statements()
         ids, vs = list(versions), list(versions.values())
-        with self.datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
-            for statement in self.lock_table_statements:
-                curs.execute(statement, prepare=True)
-            curs.execute(check, (ids, vs), prepare=True)
-            conflicted = {row["originator_id"] for row in curs.fetchall()}
-            existing: Existing = {}
-            if keys:
-                curs.execute(
-                    select_keys, ([a for a, _ in keys], [k for _, k in keys]), prepare=True
-                )
-                existing = {(r["account_id"], r["key"]): _record_of(r) for r in curs.fetchall()}
-            write = build(conflicted, existing)
-            if not write.events:
+        notify = SQL("NOTIFY {}").format(Identifier(self.channel_name))
+        with self.datastore.get_connection() as conn:
+            # Two round trips: lock + checks, then inserts + commit (pipeline mode).
+            with conn.pipeline() as pipeline, conn.transaction():
+                lock, checked, found = conn.cursor(), conn.cursor(), conn.cursor()
+                for statement in self.lock_table_statements:
+                    lock.execute(statement, prepare=True)
+                checked.execute(check, (ids, vs), prepare=True)
+                if keys:
+                    accounts, names = [a for a, _ in keys], [k for _, k in keys]
+                    found.execute(select_keys, (accounts, names), prepare=True)
+                pipeline.sync()
+                conflicted = {row["originator_id"] for row in checked.fetchall()}
+                existing: Existing = {}
+                if keys:
+                    existing = {(r["account_id"], r["key"]): _record_of(r) for r in found}
+                write = build(conflicted, existing)
+                events, records = write.events, write.idempotency
+                inserted = conn.cursor()
+                if events:
+                    inserted.execute(
+                        insert_events,
+                        (
+                            [e.originator_id for e in events],
+                            [e.originator_version for e in events],
+                            [e.topic for e in events],
+                            [e.state for e in events],
+                        ),
+                        prepare=True,
+                    )
+                if records:
+                    conn.cursor().execute(
+                        insert_keys,
+                        (
+                            [r.account_id for r in records],
+                            [r.key for r in records],
+                            [r.fingerprint for r in records],
+                            [r.status for r in records],
+                            [r.version for r in records],
+                        ),
+                        prepare=True,
+                    )
+                if events:
+                    conn.cursor().execute(notify)
+            if not events:
                 return []
-            events = write.events
-            curs.execute(
-                insert_events,
-                (
-                    [e.originator_id for e in events],
-                    [e.originator_version for e in events],
-                    [e.topic for e in events],
-                    [e.state for e in events],
-                ),
-                prepare=True,
-            )
             by_key = {
                 (row["originator_id"], row["originator_version"]): row["notification_id"]
-                for row in curs.fetchall()
+                for row in inserted.fetchall()
             }
-            records = write.idempotency
-            if records:
-                curs.execute(
-                    insert_keys,
-                    (
-                        [r.account_id for r in records],
-                        [r.key for r in records],
-                        [r.fingerprint for r in records],
-                        [r.status for r in records],
-                        [r.version for r in records],
-                    ),
-                    prepare=True,
-                )
-            curs.execute(SQL("NOTIFY {}").format(Identifier(self.channel_name)))
         return [by_key[(e.originator_id, e.originator_version)] for e in events]
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 
@@ -29,3 +32,24 @@ def migrate(settings: Settings) -> None:
     config.attributes["url"] = sqlalchemy_url(settings)
     config.attributes["schema"] = settings.database_schema or None
     command.upgrade(config, "head")
+
+
+STARTUP_LOCK = 7_201_100_222
+"""Advisory lock key serializing the creation of the event store's own tables."""
+
+
+@contextlib.contextmanager
+def startup_lock(settings: Settings) -> Iterator[None]:
+    """Holds a PostgreSQL advisory lock for the block (nothing on SQLite), so
+    processes starting together on a fresh database do not race to create
+    the ``eventsourcing`` tables (``CREATE TABLE IF NOT EXISTS`` and its
+    composite type are not safe against each other)."""
+    if settings.backend != "postgres":
+        yield
+        return
+    with psycopg.connect(settings.postgres_conninfo(), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (STARTUP_LOCK,))
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (STARTUP_LOCK,))

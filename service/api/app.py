@@ -38,9 +38,11 @@ Choices where the contract is silent:
   `entry-not-found`).
 - API keys are read only from `Authorization: Bearer`; `?access_token=` carries
   stream tokens only (URLs end up in logs). API keys are `tl_` + 32 random
-  bytes; only SHA-256 hashes are stored; every request looks its key up, so a
-  revocation takes effect at once. `scopes` keep the order given, duplicates
-  dropped; at least one scope. A duplicate name → 409 `api-key-exists`.
+  bytes; only SHA-256 hashes are stored. Each process caches keys for under
+  a second: a revocation takes effect at once in the process that revoked it
+  and, through the bridge, in the others (within 1 s at worst). `scopes`
+  keep the order given, duplicates dropped; at least one scope. A duplicate
+  name → 409 `api-key-exists`.
 - `LEDGER_ADMIN_API_KEY` is not stored: it is accepted as `bootstrap-admin`
   (scope `admin`) while the variable is set; it is not listed and cannot be
   revoked through the API (409 `api-key-not-revocable`).
@@ -52,8 +54,10 @@ Choices where the contract is silent:
   tags) → 304. `wait` is a number of seconds 0..10; `min_position` without
   `wait` checks once. `as_of` and `as_of_version` need scope `read` (not a
   stream token) and exclude each other (422). Without `min_position`, a read
-  waits up to 2 s for the projection to apply the account's last stored entry
-  (read-your-writes), else answers with `"stale": true`.
+  waits up to 2 s for the projection to apply the account's last entry written
+  through the same process (read-your-writes without asking), else answers
+  with `"stale": true`; across processes, pass the write's `position` as
+  `min_position`.
 - Query integers (`after_version`, `after_position`, `min_position`,
   `as_of_version`) are 0..2^63-1; `limit` is 1..1000 (default 100).
 - Responses carrying a secret (new API key, stream token) are `Cache-Control:

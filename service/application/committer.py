@@ -108,7 +108,9 @@ class Committer:
         for account_id, account_jobs in by_account.items():
             runs[account_id] = AccountRun.run(self._cached(account_id), account_jobs, {})
         keys = [(j.account_id, j.idempotency.key) for j in jobs if j.idempotency is not None]
-        versions = {account_uuid(a): run.base for a, run in runs.items() if run.writes}
+        # Every account of the group, written or refused: a refusal on an account
+        # another process moved on (a hold placed there) must be re-run too.
+        versions = {account_uuid(a): run.base for a, run in runs.items()}
 
         def build(conflicted: set[UUID], existing: Existing) -> GroupWrite:
             for account_id, run in list(runs.items()):

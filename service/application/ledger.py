@@ -38,6 +38,10 @@ from service.domain.values import account_uuid
 __all__ = ["Command", "Ledger", "Write", "WriteResult"]
 
 
+WRITTEN_MAX = 1_000_000
+"""Accounts whose last written position is remembered (then it starts over)."""
+
+
 def utc_now() -> datetime:
     return datetime.now(tz=UTC)
 
@@ -93,6 +97,9 @@ class Ledger(Application[UUID]):
         self.committer = Committer(self, int(self.env.get("ACCOUNT_CACHE") or 10_000))
         self.saved = threading.Event()
         """Set after every commit: wakes a projection that polls (SQLite)."""
+        self.written: dict[str, int] = {}
+        """Position of the last entry this process recorded, per account (for
+        read-your-writes on balance reads without ``min_position``)."""
         self.committer.after_commit = self._committed
 
     @property
@@ -105,6 +112,10 @@ class Ledger(Application[UUID]):
         register_domain_transcodings(transcoder)
 
     def _committed(self, committed: list[Committed]) -> None:
+        if len(self.written) > WRITTEN_MAX:
+            self.written.clear()
+        for c in committed:
+            self.written[c.entry.account_id] = c.position
         self.saved.set()
 
     def close(self) -> None:

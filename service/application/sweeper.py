@@ -4,10 +4,11 @@ Commands already settle an account before they run, so a command never sees
 expired tokens; the sweeper makes the entries appear for idle accounts too,
 within ``sweep_seconds`` (default 1 s, the contract allows 15 s).
 
-It is safe to run in several processes at once: it writes through the same
-optimistic-concurrency path as every command (an account version is unique),
-so of two sweepers settling one account one commits and the other, on its
-conflict, reloads and finds nothing left to expire.
+One process of a deployment sweeps: the leader (``service.adapters.leader``).
+It would still be safe in several at once: it writes through the committer
+like every command, whose group commit checks each account's version under
+the table lock, so of two sweepers settling one account one records the
+expiries and the other, reloaded, finds nothing left to expire.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import threading
 from typing import Protocol
 
+from service.adapters.leader import Leadership
 from service.application.ledger import Ledger
 from service.application.rendering import rfc3339
 
@@ -35,8 +37,15 @@ class ExpirySchedule(Protocol):
 class Sweeper:
     """Settles every account with a due expiry, every ``interval`` seconds."""
 
-    def __init__(self, ledger: Ledger, schedule: ExpirySchedule, interval: float) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        schedule: ExpirySchedule,
+        interval: float,
+        leadership: Leadership | None = None,
+    ) -> None:
         self.ledger = ledger
+        self.leadership = leadership
         self.schedule = schedule
         self.interval = interval
         self._stop = threading.Event()
@@ -66,6 +75,8 @@ class Sweeper:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            if self.leadership is not None and not self.leadership.is_leader.is_set():
+                continue
             try:
                 self.sweep_once()
             except Exception:

@@ -11,6 +11,7 @@ from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tra
 from eventsourcing.utils import Environment
 
 from projections.balances import BalanceProjection, expiry_schedule
+from projections.batch import plan_batch
 from projections.views import SQLiteBalanceView
 from service.adapters.migrate import migrate
 from service.application import commands
@@ -136,3 +137,46 @@ def test_the_projection_follows_the_ledgers_notification_log(
         assert projected is not None
         assert as_counters(projected) == as_counters(ledger.get_account(account_id).balance())
     assert view.get_balance("user-1")["available"] == 380  # type: ignore[index]
+
+
+def test_one_batch_gives_each_entry_its_own_balance_and_one_row_per_account(
+    view: SQLiteBalanceView,
+) -> None:
+    first, second = Account(account_id="user-1"), Account(account_id="user-2")
+    first.purchase(100, expires_at=None, now=NOW)
+    first.consume(30, now=NOW)
+    outcomes = [
+        first.set_credit_limit(50, now=NOW),
+        first.consume(110, now=NOW),
+        first.set_credit_limit(40, now=NOW),
+    ]
+    second.grant(7, expires_at=NOW + timedelta(days=1), now=NOW, reason="promo")
+    entries = entries_of(first)
+    prior = view.apply_batch(
+        plan_batch([(e, i) for i, e in enumerate(entries[:2], start=1)]),
+        Tracking(APPLICATION_NAME, 2),
+        start=0,
+    )
+    assert prior is not None and [b["version"] for b in prior[0]] == [1, 2]
+    batch = [(e, i) for i, e in enumerate(entries[2:] + entries_of(second), start=3)]
+    states = view.apply_batch(plan_batch(batch), Tracking(APPLICATION_NAME, 6), start=2)
+    assert states is not None
+    by_account = {s[-1]["account_id"]: s for s in states}
+    expected = [o.balance for o in outcomes]
+    assert [as_counters(s) for s in by_account["user-1"]] == [as_counters(b) for b in expected]
+    assert [s["credit_limit"] for s in by_account["user-1"]] == [50, 50, 40]
+    assert [(s["version"], s["position"]) for s in by_account["user-1"]] == [(3, 3), (4, 4), (5, 5)]
+    assert by_account["user-1"][-1] == view.get_balance("user-1")
+    assert [s["granted"] for s in by_account["user-2"]] == [7]
+    assert view.position() == 6
+
+
+def test_a_batch_read_after_a_moved_position_writes_nothing(view: SQLiteBalanceView) -> None:
+    account = Account(account_id="user-1")
+    account.purchase(100, expires_at=None, now=NOW)
+    (entry,) = entries_of(account)
+    batch = plan_batch([(entry, 1)])
+    assert view.apply_batch(batch, Tracking(APPLICATION_NAME, 1), start=0) is not None
+    assert view.apply_batch(batch, Tracking(APPLICATION_NAME, 1), start=0) is None
+    projected = view.get_balance("user-1")
+    assert projected is not None and projected["available"] == 100

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
+from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     MAX_POSITION,
     BalancePublic,
@@ -22,7 +23,6 @@ from service.api.schemas import (
 )
 from service.application import reads
 from service.domain.errors import AccountNotFound, ValidationFailed
-from service.domain.values import account_uuid
 from service.runtime import Runtime
 
 router = APIRouter(tags=["reads"])
@@ -55,7 +55,7 @@ def _balance_response(request: Request, balance: dict[str, Any]) -> Response:
     tag = etag(int(balance["position"]))
     if _etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})
-    return JSONResponse(balance, headers={"ETag": tag})
+    return FastJSONResponse(balance, headers={"ETag": tag})
 
 
 async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: float) -> bool:
@@ -99,9 +99,7 @@ async def get_balance(
     if min_position is None:
         # Read-your-writes without asking: wait (briefly) until the projection
         # has applied the account's last stored entry.
-        min_position = await run_in_threadpool(
-            runtime.ledger.ledger_recorder.last_position, account_uuid(account_id)
-        )
+        min_position = runtime.ledger.written.get(account_id, 0)
         wait = IMPLICIT_WAIT_SECONDS
     stale = not await _reached(runtime, account_id, min_position, wait)
     balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
