@@ -35,6 +35,8 @@ POLL_SECONDS = 1.0
 """Polling interval of the balance table while the bridge is down."""
 SAFETY_SECONDS = 10.0
 """Interval of the safety poll while the bridge is healthy."""
+CONFIRM_SECONDS = 0.05
+"""Re-check interval of a position the bridge announced but the table lacks."""
 POLL_LIMIT = 1000
 """Rows per ``balances_after`` page."""
 
@@ -199,8 +201,8 @@ class StreamHub:
         self.position = 0
         self.queries = 0
         """Store queries made by the hub (for tests and metrics)."""
-        self._checkpoint = 0  # every change up to here was dispatched
-        self._synced_epoch = -1  # broker epoch the checkpoint is valid for
+        self._checkpoint = 0  # polls read above it (advanced by polls only)
+        self._synced_epoch = -1  # broker epoch of the last poll
         self._polling_from: int | None = None  # checkpoint of the poll in flight
         self._watches: dict[str, set[Watch]] = {}
         self._all: set[CoalescingWatch] = set()
@@ -268,23 +270,30 @@ class StreamHub:
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
         """True once the balance table has applied ``position`` (waits up to
-        ``timeout`` seconds; ``False`` when it was not reached)."""
-        if self.position >= position:
-            return True
-        self._advance(await self._query(self.view.position))
-        if self.position >= position or timeout <= 0:
-            return self.position >= position
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (position, waiter)
-        self._waiters.append(entry)
-        try:
-            await asyncio.wait_for(waiter, timeout)
-        except TimeoutError:
-            pass
-        finally:
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(entry)
-        return self.position >= position
+        ``timeout`` seconds; ``False`` when it was not reached). The table is
+        asked when called and each time the bridge says ``position`` is
+        reached (a bridge message is a hint: Redis channels are server-wide)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            reached = int(await self._query(self.view.position))
+            self._advance(reached)
+            remaining = deadline - loop.time()
+            if reached >= position or remaining <= 0:
+                return reached >= position
+            if self.position >= position or not self.broker.healthy:  # ask again soon
+                await asyncio.sleep(min(remaining, CONFIRM_SECONDS))
+                continue
+            waiter: asyncio.Future[None] = loop.create_future()
+            entry = (position, waiter)
+            self._waiters.append(entry)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
 
     def _advance(self, position: int) -> None:
         if position <= self.position:
@@ -299,10 +308,7 @@ class StreamHub:
 
     def _on_message(self, channel: str, message: Message) -> None:
         if channel == POSITIONS:
-            position = int(message["position"])
-            if self.broker.epoch == self._synced_epoch:
-                self._checkpoint = max(self._checkpoint, position)
-            self._advance(position)
+            self._advance(int(message["position"]))
         elif channel.startswith(ACCOUNT_PREFIX):
             self.dispatch(Change.from_message(message))
 

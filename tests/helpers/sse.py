@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,14 +30,37 @@ class Frame:
 
 
 class StreamReader:
-    """Connects to ``url`` and queues every frame until :meth:`close`."""
+    """Connects to ``url`` and queues every frame until :meth:`close`.
 
-    def __init__(self, url: str, headers: dict[str, str] | None = None) -> None:
+    ``paused=True`` makes a slow reader: once the response headers arrived it
+    reads nothing (the server's socket fills, a ``receive_buffer`` of a few KB
+    makes that quick) until :meth:`resume`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        *,
+        paused: bool = False,
+        receive_buffer: int | None = None,
+    ) -> None:
         self.frames: queue.Queue[Frame] = queue.Queue()
         self.status: int | None = None
         self.content_type: str | None = None
-        self._client = httpx.Client(timeout=httpx.Timeout(30.0, read=60.0))
+        options = (
+            []
+            if receive_buffer is None
+            else [(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)]
+        )
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(30.0, read=60.0),
+            transport=httpx.HTTPTransport(socket_options=options),
+        )
         self._url, self._headers = url, headers or {}
+        self._resumed = threading.Event()
+        if not paused:
+            self._resumed.set()
         self._ready = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -49,6 +73,7 @@ class StreamReader:
                 self.status = response.status_code
                 self.content_type = response.headers.get("content-type")
                 self._ready.set()
+                self._resumed.wait()
                 frame = Frame()
                 for line in response.iter_lines():
                     if line == "":
@@ -69,6 +94,10 @@ class StreamReader:
                 raise
         finally:
             self._ready.set()
+
+    def resume(self) -> None:
+        """Starts reading (after ``paused=True``)."""
+        self._resumed.set()
 
     def next(self, timeout: float = 15.0, *, skip_comments: bool = True) -> Frame:
         """The next frame (pings skipped unless ``skip_comments`` is false).
@@ -93,4 +122,5 @@ class StreamReader:
 
     def close(self) -> None:
         self._closed = True
+        self._resumed.set()
         self._client.close()

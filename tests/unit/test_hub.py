@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import Tracking
 
 from projections.balances import BalanceView
 from projections.broker import InProcessBroker
@@ -17,7 +18,7 @@ from projections.channels import POSITIONS, account_channel
 from projections.hub import Change, StreamHub, Watch
 from projections.runner import open_balance_view
 from service.adapters.migrate import migrate
-from service.config import Settings
+from service.config import APPLICATION_NAME, Settings
 from tests.helpers.balances import FIELDS
 
 
@@ -165,15 +166,27 @@ def test_a_per_account_watch_past_its_limit_drops_the_oldest_and_keeps_the_lates
     run_with_hub(view, test)
 
 
-def test_position_messages_release_readers_waiting_for_that_position(view: BalanceView) -> None:
+def test_a_position_message_releases_readers_once_the_table_has_applied_it(
+    view: BalanceView,
+) -> None:
     async def test(hub: StreamHub, broker: InProcessBroker) -> None:
         waiting = asyncio.ensure_future(hub.wait_for_position(12, 10))
         await asyncio.sleep(0)  # let it start waiting
-        broker.publish_many([(POSITIONS, {"position": 11})])
         assert not await hub.wait_for_position(12, 0)
+        await asyncio.to_thread(view.insert_tracking, Tracking(APPLICATION_NAME, 12))
         broker.publish_many([(POSITIONS, {"position": 12})])
         assert await waiting
-        assert not await hub.wait_for_position(13, 0.05)
+        assert hub.position == 12
+
+    run_with_hub(view, test)
+
+
+def test_a_position_only_announced_on_the_bridge_is_not_taken_as_applied(
+    view: BalanceView,
+) -> None:
+    async def test(hub: StreamHub, broker: InProcessBroker) -> None:
+        broker.publish_many([(POSITIONS, {"position": 50})])  # another deployment's
+        assert not await hub.wait_for_position(13, 0.2)
 
     run_with_hub(view, test)
 
