@@ -7,6 +7,7 @@ Configuration comes from the environment (``LEDGER_*``, see
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -64,23 +65,45 @@ def parse_funding(value: str) -> int | None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes (default: the number of CPUs on PostgreSQL; "
+            "always 1 on SQLite).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP API with the projection, Redis bridge and expiry sweeper in one process.
+    """Run the HTTP API with the projection, Redis bridge and expiry sweeper.
 
-    Set LEDGER_RUN_PROJECTION=false to run the projection apart (``ledger project``).
+    With several workers (PostgreSQL), exactly one process of the deployment
+    runs the projection and the sweeper (a PostgreSQL advisory lock); another
+    takes over within seconds when it dies. Set LEDGER_RUN_PROJECTION=false to
+    run the projection apart (``ledger project``).
     """
     import uvicorn
 
+    from service.startup import prepare_deployment
+
     settings = Settings()
+    count = workers or (os.cpu_count() or 1)
+    if settings.backend == "sqlite":
+        if workers is not None and workers > 1:
+            console.print("[yellow]SQLite serves from one process: --workers ignored[/]")
+        count = 1
+    admin_key = prepare_deployment(settings)
+    if admin_key is not None:
+        print(f"Created the first admin API key (shown once, store it now): {admin_key}")
     console.print(
         f"ledger serving on http://{host}:{port} ({settings.backend}: "
-        f"{redact(settings.database_url)})"
+        f"{redact(settings.database_url)}, {count} worker{'s' if count > 1 else ''})"
     )
     uvicorn.run(
         "service.api.app:create_app",
         factory=True,
         host=host,
         port=port,
+        workers=count if count > 1 else None,
         log_level=settings.log_level.lower(),
     )
 

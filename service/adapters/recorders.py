@@ -18,7 +18,12 @@ from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastor
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg.sql import SQL, Identifier
 
-from service.adapters.group_commit import Build, PostgresGroupCommit, SQLiteGroupCommit
+from service.adapters.group_commit import (
+    GroupWrite,
+    PostgresGroupCommit,
+    Refused,
+    SQLiteGroupCommit,
+)
 from service.adapters.idempotency_records import IDEMPOTENCY_TABLE, IdempotencyRecord
 
 
@@ -45,10 +50,12 @@ class LedgerRecorder(Protocol):
         """The position of the account's last stored event (0: none)."""
         ...
 
-    def record_group(
-        self, versions: dict[UUID, int], keys: Sequence[tuple[str, str]], build: Build
-    ) -> list[int]:
+    def record_group(self, write: GroupWrite) -> list[int] | Refused:
         """Records a group of writes in one transaction (see ``group_commit``)."""
+        ...
+
+    def create_group_function(self) -> None:
+        """Creates what :meth:`record_group` needs in the database."""
         ...
 
 

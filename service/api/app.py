@@ -12,14 +12,14 @@ from service.api.auth import StreamTokens
 from service.api.errors import install_error_handlers
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routes import keys, ops, reads, writes
+from service.api.routes import batch, keys, ops, reads, writes
 from service.api.routes.ops import log_positions
 from service.api.streams import router as streams_router
 from service.config import Settings
 from service.runtime import Runtime
 
 DESCRIPTION = """\
-Event-sourced token ledger, HTTP contract v1 (`API.md`).
+Event-sourced token ledger, HTTP contract v1.1 (`API.md`).
 
 Choices where the contract is silent:
 
@@ -63,6 +63,15 @@ Choices where the contract is silent:
 - Responses carrying a secret (new API key, stream token) are `Cache-Control:
   no-store`.
 - Writes replayed from an `Idempotency-Key` carry `Idempotent-Replayed: true`.
+  A key identifies the request by its kind, account and fields (the path's
+  ids included), so a single write and the equal `/v1/batch` operation are
+  the same request. Two requests with one key at once in one process: the
+  second answers the first's result as a replay once it is recorded.
+- `/v1/batch`: top-level members other than `operations` are ignored; an
+  operation with an unknown `op` is a 422 result; scope is checked before the
+  operation's fields (403 before 422, as for single writes); an id that is
+  not a UUID answers 404 (`hold-not-found`, `entry-not-found`). If the
+  database fails, the operations not recorded answer 503 results.
 - Unknown routes → 404 `not-found`, wrong methods → 405 `method-not-allowed`,
   store failures → 503 `unavailable` with `Retry-After`, anything unexpected →
   500 `internal-error` without details.
@@ -98,13 +107,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app = FastAPI(
         title="tokenledger",
-        version="1",
+        version="1.1",
         description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.metrics = metrics
     install_error_handlers(app)
     app.include_router(writes.router)
+    app.include_router(batch.router)
     app.include_router(reads.router)
     app.include_router(keys.router)
     app.include_router(streams_router)

@@ -1,4 +1,5 @@
-"""Request body size limit (contract: bodies over 64 KiB → 413).
+"""Request body size limit (contract: bodies over 64 KiB → 413; 1 MiB for
+``POST /v1/batch``).
 
 A pure ASGI middleware: a ``Content-Length`` above the limit is refused before
 the body is read; a body streamed without one (or longer than it claims) is
@@ -15,6 +16,9 @@ from service.api.errors import PROBLEM_JSON
 from service.domain.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 64 * 1024
+BATCH_BODY_BYTES = 1024 * 1024
+"""``POST /v1/batch`` takes up to 1 MiB (contract v1.1)."""
+PATH_LIMITS = {"/v1/batch": BATCH_BODY_BYTES}
 
 
 class BodyTooLarge(PayloadTooLarge):
@@ -27,17 +31,24 @@ class BodyTooLarge(PayloadTooLarge):
 class BodyLimitMiddleware:
     """Refuses HTTP request bodies longer than ``max_bytes`` with 413."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = MAX_BODY_BYTES,
+        path_limits: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_bytes = max_bytes
+        self.path_limits = PATH_LIMITS if path_limits is None else path_limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.path_limits.get(scope.get("path", ""), self.default_bytes)
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await _refuse(send, BodyTooLarge(self.max_bytes))
+        if declared is not None and declared > max_bytes:
+            await _refuse(send, BodyTooLarge(max_bytes))
             return
         received = 0
         started = False
@@ -47,8 +58,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from eventsourcing.persistence import StoredEvent
+
 from service.adapters.group_commit import Existing
 from service.adapters.idempotency_records import IdempotencyRecord
 from service.application.idempotency import IdempotencyRequest
@@ -84,6 +86,7 @@ class AccountRun:
     base: int
     results: list[Outcome | Exception | Replay | Settled | _SameAs]
     events: list[Any] = field(default_factory=list)
+    stored: list[StoredEvent] = field(default_factory=list)
 
     @classmethod
     def run(cls, account: Account, jobs: list[Job], existing: Existing) -> AccountRun:
@@ -95,11 +98,6 @@ class AccountRun:
             results.append(_run_job(account, job, index, existing, done))
         return cls(account, jobs, base, results)
 
-    @property
-    def writes(self) -> bool:
-        """Whether the run has entries to record."""
-        return any(isinstance(e, LedgerEntry) for e in self.account.pending_events)
-
     def hits(self, existing: Existing) -> bool:
         """Whether one of the jobs' keys is stored (the run must be redone)."""
         return any(
@@ -107,10 +105,18 @@ class AccountRun:
             for j in self.jobs
         )
 
-    def collect(self) -> None:
-        """Takes the pending events (none when no entry is among them)."""
+    def collect(self, to_stored: Callable[[Any], StoredEvent]) -> None:
+        """Takes the pending events (none when no entry is among them) and
+        their stored form."""
         events = self.account.collect_events()
         self.events = events if any(isinstance(e, LedgerEntry) for e in events) else []
+        self.stored = [to_stored(e) for e in self.events]
+
+    def idempotency_keys(self) -> Iterator[tuple[str, str]]:
+        """``(account_id, key)`` of the jobs that carry an idempotency key."""
+        for job in self.jobs:
+            if job.idempotency is not None:
+                yield job.account_id, job.idempotency.key
 
     def idempotency_records(self) -> Iterator[IdempotencyRecord]:
         for job, result in zip(self.jobs, self.results, strict=True):

@@ -27,7 +27,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from service.adapters.group_commit import Existing, GroupWrite
+from service.adapters.group_commit import Existing, GroupWrite, Refused
 from service.adapters.idempotency_records import IdempotencyRecord
 from service.application.account_run import AccountRun, Committed, Job, JobOutcome
 from service.domain.account import Account
@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 MAX_GROUP = 2000
 """Most jobs recorded in one transaction."""
+MAX_ATTEMPTS = 30
+"""Tries of one group whose accounts other processes keep moving."""
 
 
 class Committer:
@@ -91,8 +93,19 @@ class Committer:
                     self._queue.put(None)
                     break
                 jobs.extend(more)
+            import os
+            import time as _t
+
+            _t0 = _t.perf_counter()
             try:
                 outcomes = self._commit_group(jobs)
+                if os.environ.get("LEDGER_DEBUG_GROUPS"):
+                    print(
+                        "group",
+                        len(jobs),
+                        "%.2fms" % ((_t.perf_counter() - _t0) * 1000),
+                        flush=True,
+                    )
             except Exception as error:  # the store failed: nothing was written
                 log.warning("group commit of %d writes failed: %s", len(jobs), error)
                 self._cache.clear()
@@ -106,37 +119,48 @@ class Committer:
             by_account[job.account_id].append(job)
         runs: dict[str, AccountRun] = {}
         for account_id, account_jobs in by_account.items():
-            runs[account_id] = AccountRun.run(self._cached(account_id), account_jobs, {})
-        keys = [(j.account_id, j.idempotency.key) for j in jobs if j.idempotency is not None]
-        # Every account of the group, written or refused: a refusal on an account
-        # another process moved on (a hold placed there) must be re-run too.
-        versions = {account_uuid(a): run.base for a, run in runs.items()}
-
-        def build(conflicted: set[UUID], existing: Existing) -> GroupWrite:
-            for account_id, run in list(runs.items()):
-                if account_uuid(account_id) in conflicted or run.hits(existing):
-                    self._cache.pop(account_id, None)
-                    runs[account_id] = AccountRun.run(self._load(account_id), run.jobs, existing)
-            return self._group_write(runs)
-
+            runs[account_id] = self._run_account(self._cached(account_id), account_jobs, {})
+        existing: Existing = {}
         try:
-            positions = self.ledger.ledger_recorder.record_group(versions, keys, build)
+            for _ in range(MAX_ATTEMPTS):
+                result = self.ledger.ledger_recorder.record_group(self._group_write(runs, existing))
+                if not isinstance(result, Refused):
+                    break
+                # Another process wrote some of the accounts, or some keys are
+                # stored: re-run only those accounts, on their stored state.
+                existing.update(result.existing)
+                for account_id, run in list(runs.items()):
+                    if account_uuid(account_id) in result.conflicted or run.hits(result.existing):
+                        self._cache.pop(account_id, None)
+                        runs[account_id] = self._run_account(
+                            self._load(account_id), run.jobs, existing
+                        )
+            else:
+                raise Unavailable("too many concurrent writes to these accounts; retry")
         except BaseException:
             for account_id in runs:
                 self._cache.pop(account_id, None)
             raise
-        committed = self._after_commit(runs, positions)
+        committed = self._after_commit(runs, result)
         by_job = {id(job): outcome for run in runs.values() for job, outcome in run.outcomes()}
         if committed and self.after_commit is not None:
             self.after_commit(committed)
         return [by_job[id(job)] for job in jobs]
 
-    def _group_write(self, runs: dict[str, AccountRun]) -> GroupWrite:
+    def _run_account(self, account: Account, jobs: list[Job], existing: Existing) -> AccountRun:
+        run = AccountRun.run(account, jobs, existing)
+        run.collect(self.ledger.mapper.to_stored_event)
+        return run
+
+    @staticmethod
+    def _group_write(runs: dict[str, AccountRun], existing: Existing) -> GroupWrite:
         write = GroupWrite()
-        to_stored = self.ledger.mapper.to_stored_event
-        for run in runs.values():
-            run.collect()
-            write.events.extend(to_stored(event) for event in run.events)
+        for account_id, run in runs.items():
+            # Every account of the group, written or refused: a refusal on an
+            # account another process moved on (a hold placed there) is re-run.
+            write.versions[account_uuid(account_id)] = run.base
+            write.keys.extend(k for k in run.idempotency_keys() if k not in existing)
+            write.events.extend(run.stored)
             write.idempotency.extend(run.idempotency_records())
         return write
 

@@ -48,7 +48,7 @@ from service.domain.errors import EntryNotFound, HoldNotFound
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["writes"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": Problem, "content": {"application/problem+json": {}}}
     for status in (400, 401, 402, 403, 404, 409, 413, 422, 503)
 }
@@ -78,7 +78,7 @@ def _write_route(path: str, model: type[Any], summary: str, status: int = 201) -
         path,
         status_code=status,
         response_model=WriteResult,
-        responses=_ERRORS,
+        responses=ERRORS,
         summary=summary,
         openapi_extra=body_doc(model),
     )
@@ -272,7 +272,7 @@ async def release_hold(
     "",
     status_code=200,
     response_model=WriteResult,
-    responses=_ERRORS,
+    responses=ERRORS,
     summary="Change account settings (credit limit)",
     openapi_extra=body_doc(AccountUpdate),
 )
