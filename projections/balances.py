@@ -102,9 +102,7 @@ class BalanceProjection(Projection[BalanceView]):
             publish_batch(self.broker, plan, balances)
 
 
-def publish_batch(
-    broker: Broker, plan: BatchPlan, balances: list[list[dict[str, Any]]]
-) -> None:
+def publish_batch(broker: Broker, plan: BatchPlan, balances: list[list[dict[str, Any]]]) -> None:
     """One message per changed account (its balance after the batch, its
     balance after each of its entries, its entries), then the batch's
     position, in one round trip (never raises)."""
