@@ -59,20 +59,37 @@ class Change:
     version order), or ``entries=None`` when read from the balance table.
     Frames are encoded once, on first use, and shared by every stream."""
 
-    __slots__ = ("_entry_frames", "_frame", "account_id", "balance", "entries", "position")
+    __slots__ = (
+        "_entry_frames",
+        "_frame",
+        "_frames",
+        "account_id",
+        "balance",
+        "balances",
+        "entries",
+        "position",
+    )
 
-    def __init__(self, balance: dict[str, Any], entries: list[dict[str, Any]] | None) -> None:
+    def __init__(
+        self,
+        balance: dict[str, Any],
+        entries: list[dict[str, Any]] | None,
+        balances: list[dict[str, Any]] | None = None,
+    ) -> None:
         self.balance = balance
         self.entries = entries
+        self.balances = balances or [balance]
+        """The balance after each entry, when the message has them (``"balances"``)."""
         self.account_id: str = balance["account_id"]
         self.position: int = balance["position"]
         self._frame: bytes | None = None
+        self._frames: list[tuple[int, bytes]] | None = None
         self._entry_frames: list[tuple[int, bytes]] | None = None
 
     @classmethod
     def from_message(cls, message: Message) -> Change:
         """From a ``ledger:account:<id>`` message (``projections.channels``)."""
-        return cls(message["balance"], list(message.get("entries") or ()))
+        return cls(message["balance"], list(message.get("entries") or ()), message.get("balances"))
 
     @property
     def version(self) -> int:
@@ -84,6 +101,16 @@ class Change:
         if self._frame is None:
             self._frame = encode_frame("balance", self.balance)
         return self._frame
+
+    def balance_frames(self) -> list[tuple[int, bytes]]:
+        """``(position, event: balance frame)`` per balance of the batch (the
+        final one only unless the message carried ``"balances"``)."""
+        if self._frames is None:
+            self._frames = [
+                (int(balance["position"]), encode_frame("balance", balance))
+                for balance in self.balances[:-1]
+            ] + [(self.position, self.balance_frame())]
+        return self._frames
 
     def entry_frames(self) -> list[tuple[int, bytes]]:
         """``(version, event: entry frame)`` per entry (encoded once)."""

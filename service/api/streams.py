@@ -133,9 +133,10 @@ async def balance_frames(
                 yield PING
                 continue
             for change in changes:
-                if change.position > sent:
-                    yield change.balance_frame()
-                    sent = change.position
+                for position, frame in change.balance_frames():
+                    if position > sent:
+                        yield frame
+                        sent = position
 
 
 @router.get("/v1/accounts/{account_id}/entries/stream", summary="Stream an account's entries")

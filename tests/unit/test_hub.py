@@ -203,3 +203,19 @@ def test_idle_watches_cost_no_store_queries_and_leave_nothing_behind(view: Balan
         assert not any(watch.pending for watch in watches)
 
     run_with_hub(view, test)
+
+
+def test_a_batch_message_gives_a_balance_frame_per_entry_in_position_order(
+    view: BalanceView,
+) -> None:
+    async def test(hub: StreamHub, broker: InProcessBroker) -> None:
+        with hub.watch("a") as watch:
+            states = [balance("a", position, version) for version, position in ((1, 3), (2, 4))]
+            entries = [entry("a", state["position"], state["version"]) for state in states]
+            message = {"balance": states[-1], "balances": states, "entries": entries}
+            broker.publish_many([(account_channel("a"), message)])
+            [change] = await next_changes(watch)
+            assert [position for position, _ in change.balance_frames()] == [3, 4]
+            assert change.balance_frames()[-1][1] is change.balance_frame()
+
+    run_with_hub(view, test)
