@@ -87,6 +87,7 @@ class Runtime:
         # released; the default 5 ms switch interval would make each of their
         # round trips wait up to 5 ms more for a busy event loop to yield it.
         sys.setswitchinterval(SWITCH_INTERVAL)
+        self.ledger.committer.bind(asyncio.get_running_loop())
         add_listener = getattr(self.broker, "add_listener", None)
         if add_listener is not None:
             add_listener(KEYS, lambda message: self.key_cache.forget(str(message["revoked"])))

@@ -21,11 +21,15 @@ commit per group. Every value is bound; table names are configured identifiers.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+import psycopg
 from eventsourcing.persistence import StoredEvent
+from psycopg.rows import dict_row
 from psycopg.sql import SQL, Identifier, Literal
 
 from service.adapters.idempotency_records import IDEMPOTENCY_TABLE, IdempotencyRecord
@@ -133,11 +137,46 @@ class PostgresGroupCommit:
         """Records ``write``; returns the positions of its events, in order,
         or :class:`Refused` (nothing written). Raises psycopg errors when the
         database fails (nothing is written then)."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._call(), self._params(write), prepare=True)
+            return self._outcome(write, curs.fetchall())
+
+    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+        """:meth:`record_group` on this process's event loop, over one
+        connection of its own (groups are recorded one at a time)."""
+        conn = getattr(self, "_async_conn", None)
+        if conn is None or conn.closed:
+            options = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
+            conn = self._async_conn = await psycopg.AsyncConnection.connect(
+                self.datastore.pool.conninfo,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=5,
+                **options,
+            )
+        try:
+            async with conn.cursor() as curs:
+                await curs.execute(self._call(), self._params(write), prepare=True)
+                rows = await curs.fetchall()
+        except psycopg.Error:
+            self._async_conn = None
+            with contextlib.suppress(Exception):
+                await conn.close()
+            raise
+        return self._outcome(write, rows)
+
+    def _call(self) -> SQL:
+        call = getattr(self, "_call_sql", None)
+        if call is None:
+            call = self._call_sql = SQL(
+                "SELECT * FROM {}.{}(" + ", ".join(["%s"] * 13) + ")"
+            ).format(Identifier(self.datastore.schema), Identifier(FUNCTION))
+        return call  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _params(write: GroupWrite) -> tuple[list[Any], ...]:
         events, records = write.events, write.idempotency
-        call = SQL("SELECT * FROM {}.{}(" + ", ".join(["%s"] * 13) + ")").format(
-            Identifier(self.datastore.schema), Identifier(FUNCTION)
-        )
-        params = (
+        return (
             list(write.versions),
             list(write.versions.values()),
             [a for a, _ in write.keys],
@@ -152,15 +191,15 @@ class PostgresGroupCommit:
             [r.status for r in records],
             [r.version for r in records],
         )
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(call, params, prepare=True)
-            rows = curs.fetchall()
+
+    @staticmethod
+    def _outcome(write: GroupWrite, rows: list[Any]) -> list[int] | Refused:
         conflicted = {r["originator_id"] for r in rows if r["kind"] == "conflict"}
         existing = {(r["account_id"], r["key"]): _record_of(r) for r in rows if r["kind"] == "key"}
         if conflicted or existing:
             return Refused(conflicted, existing)
         at = {(r["originator_id"], r["originator_version"]): r["notification_id"] for r in rows}
-        return [at[(e.originator_id, e.originator_version)] for e in events]
+        return [at[(e.originator_id, e.originator_version)] for e in write.events]
 
 
 class SQLiteGroupCommit:
@@ -172,6 +211,10 @@ class SQLiteGroupCommit:
 
     def create_group_function(self) -> None:
         """Nothing to create on SQLite."""
+
+    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+        """:meth:`record_group` in a thread (SQLite has no asyncio driver here)."""
+        return await asyncio.to_thread(self.record_group, write)
 
     def record_group(self, write: GroupWrite) -> list[int] | Refused:
         """As :meth:`PostgresGroupCommit.record_group`."""

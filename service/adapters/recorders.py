@@ -54,6 +54,10 @@ class LedgerRecorder(Protocol):
         """Records a group of writes in one transaction (see ``group_commit``)."""
         ...
 
+    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+        """:meth:`record_group` for the event loop."""
+        ...
+
     def create_group_function(self) -> None:
         """Creates what :meth:`record_group` needs in the database."""
         ...

@@ -1,23 +1,27 @@
-"""Group commit: one thread per process runs every write, many per transaction.
+"""Group commit on the event loop: every write of a process, many per transaction.
 
 Callers queue :class:`Job` lists (a ``/v1/batch`` request is one list, kept
-together and in order). The committer takes everything waiting (up to
-``max_group`` jobs; while one transaction commits the next group gathers, so
-groups grow with the load and a lone write waits for nobody), runs each
+together and in order). One drain task takes everything waiting (up to
+``max_group`` jobs) while the previous group's transaction is in flight, so
+groups grow with the load and a lone write waits for nobody. It runs each
 account's jobs in arrival order on the account it keeps in memory (no reload,
-no copy), and records all the group's entries and idempotency records in one
-transaction (``service.adapters.group_commit``). A job refused by the domain
-(402, 409, 422) writes nothing and leaves the others alone. When another
-process wrote one of the accounts meanwhile, or a job's idempotency key turns
-out to be stored already, only that account is reloaded and its jobs re-run,
-inside the same transaction. No job is answered before its commit.
+no copy) and records the group's entries and idempotency records in one
+transaction, one round trip (``service.adapters.group_commit``). A job refused
+by the domain (402, 409, 422) writes nothing and leaves the others alone. When
+another process wrote one of the accounts meanwhile, or a job's idempotency
+key turns out to be stored, only those accounts are reloaded and re-run. No job
+is answered before its commit.
+
+Everything runs on one event loop (the server's; a private one in a thread for
+blocking callers), so the write path never contends for the GIL with a thread
+of its own; only loading an account that is not in memory goes to a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import queue
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
@@ -28,7 +32,6 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from service.adapters.group_commit import Existing, GroupWrite, Refused
-from service.adapters.idempotency_records import IdempotencyRecord
 from service.application.account_run import AccountRun, Committed, Job, JobOutcome
 from service.domain.account import Account
 from service.domain.errors import Unavailable
@@ -55,86 +58,102 @@ class Committer:
         self.cache_size = cache_size
         self.max_group = max_group
         self.after_commit: Callable[[list[Committed]], None] | None = None
-        self._queue: queue.SimpleQueue[list[Job] | None] = queue.SimpleQueue()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[Job] = []
+        self._draining = False
         self._cache: OrderedDict[str, Account] = OrderedDict()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._private: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Runs on ``loop`` (the server's), unless a loop was chosen before."""
+        with self._guard:
+            if self.loop is None:
+                self.loop = loop
 
     def submit(self, jobs: list[Job]) -> None:
         """Queues ``jobs`` (kept together, in order); each job's future gets
-        its :data:`JobOutcome` once its group is committed (or refused)."""
-        if self._thread is None:
-            with self._start_lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="committer", daemon=True)
-                    self._thread.start()
-        self._queue.put(jobs)
+        its :data:`JobOutcome` once its group is committed (or refused).
+        Callable from any thread and any loop."""
+        loop = self._ensure_loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._enqueue(jobs)
+        else:
+            loop.call_soon_threadsafe(self._enqueue, jobs)
 
-    def close(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+    def close(self) -> None:
+        private, self._private = self._private, None
+        if private is not None and self.loop is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            private.join(5)
 
-    # The thread -----------------------------------------------------------
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        with self._guard:
+            if self.loop is None:  # blocking callers only: a loop of our own
+                loop = asyncio.new_event_loop()
+                self._private = threading.Thread(
+                    target=loop.run_forever, name="committer", daemon=True
+                )
+                self._private.start()
+                self.loop = loop
+            return self.loop
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            jobs = list(first)
-            while len(jobs) < self.max_group:
+    # On the loop ----------------------------------------------------------
+
+    def _enqueue(self, jobs: list[Job]) -> None:
+        self._pending.extend(jobs)
+        if not self._draining:
+            self._draining = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                jobs = self._pending[: self.max_group]
+                del self._pending[: self.max_group]
                 try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                jobs.extend(more)
-            import os
-            import time as _t
+                    outcomes = await self._commit_group(jobs)
+                except Exception as error:  # the store failed: nothing was written
+                    log.warning("group commit of %d writes failed: %s", len(jobs), error)
+                    self._cache.clear()
+                    failure = Unavailable("the ledger's database is unavailable; retry")
+                    outcomes = [failure] * len(jobs)
+                _resolve(jobs, outcomes)
+        finally:
+            self._draining = False
 
-            _t0 = _t.perf_counter()
-            try:
-                outcomes = self._commit_group(jobs)
-                if os.environ.get("LEDGER_DEBUG_GROUPS"):
-                    print(
-                        "group",
-                        len(jobs),
-                        "%.2fms" % ((_t.perf_counter() - _t0) * 1000),
-                        flush=True,
-                    )
-            except Exception as error:  # the store failed: nothing was written
-                log.warning("group commit of %d writes failed: %s", len(jobs), error)
-                self._cache.clear()
-                failure = Unavailable("the ledger's database is unavailable; retry", retry_after=1)
-                outcomes = [failure] * len(jobs)
-            _resolve(jobs, outcomes)
-
-    def _commit_group(self, jobs: list[Job]) -> list[JobOutcome]:
+    async def _commit_group(self, jobs: list[Job]) -> list[JobOutcome]:
         by_account: dict[str, list[Job]] = defaultdict(list)
         for job in jobs:
             by_account[job.account_id].append(job)
-        runs: dict[str, AccountRun] = {}
-        for account_id, account_jobs in by_account.items():
-            runs[account_id] = self._run_account(self._cached(account_id), account_jobs, {})
+        accounts = await self._accounts(list(by_account))
+        runs = {a: self._run_account(accounts[a], js, {}) for a, js in by_account.items()}
         existing: Existing = {}
+        recorder = self.ledger.ledger_recorder
         try:
             for _ in range(MAX_ATTEMPTS):
-                result = self.ledger.ledger_recorder.record_group(self._group_write(runs, existing))
+                result = await recorder.record_group_async(self._group_write(runs, existing))
                 if not isinstance(result, Refused):
                     break
                 # Another process wrote some of the accounts, or some keys are
                 # stored: re-run only those accounts, on their stored state.
                 existing.update(result.existing)
-                for account_id, run in list(runs.items()):
-                    if account_uuid(account_id) in result.conflicted or run.hits(result.existing):
-                        self._cache.pop(account_id, None)
-                        runs[account_id] = self._run_account(
-                            self._load(account_id), run.jobs, existing
-                        )
+                redo = [
+                    a
+                    for a, run in runs.items()
+                    if account_uuid(a) in result.conflicted or run.hits(result.existing)
+                ]
+                for account_id in redo:
+                    self._cache.pop(account_id, None)
+                fresh = await self._accounts(redo)
+                for account_id in redo:
+                    runs[account_id] = self._run_account(
+                        fresh[account_id], runs[account_id].jobs, existing
+                    )
             else:
                 raise Unavailable("too many concurrent writes to these accounts; retry")
         except BaseException:
@@ -183,19 +202,29 @@ class Committer:
 
     # Accounts in memory ---------------------------------------------------
 
-    def _cached(self, account_id: str) -> Account:
-        account = self._cache.get(account_id)
-        if account is not None:
-            self._cache.move_to_end(account_id)
-            return account
-        return self._load(account_id)
+    async def _accounts(self, account_ids: list[str]) -> dict[str, Account]:
+        """The accounts, from memory or (in a thread) from the store."""
+        found: dict[str, Account] = {}
+        missing = []
+        for account_id in account_ids:
+            account = self._cache.get(account_id)
+            if account is None:
+                missing.append(account_id)
+            else:
+                self._cache.move_to_end(account_id)
+                found[account_id] = account
+        if missing:
+            loaded = await asyncio.to_thread(lambda: [self._load(a) for a in missing])
+            for account_id, account in zip(missing, loaded, strict=True):
+                self._remember(account_id, account)
+                found[account_id] = account
+        return found
 
     def _load(self, account_id: str) -> Account:
         try:
             account: Account = self.ledger.repository.get(account_uuid(account_id))
         except AggregateNotFoundError:
             account = Account(account_id=account_id)
-        self._remember(account_id, account)
         return account
 
     def _remember(self, account_id: str, account: Account) -> None:
@@ -213,35 +242,32 @@ class Committer:
             return
         if max(run.base, 0) // interval == run.account.version // interval:
             return
+        snapshot = Account.Snapshot.take(run.account)
         try:
-            snapshots.put([Account.Snapshot.take(run.account)])
+            snapshots.put([snapshot])
         except Exception as error:  # a missed snapshot only costs a longer load
             log.warning("snapshot of %s failed: %s", run.account.account_id, error)
 
 
 def _resolve(jobs: list[Job], outcomes: list[JobOutcome]) -> None:
-    """Hands each job its outcome: at once for a thread's future, and with one
-    wake-up per event loop for asyncio futures."""
+    """Hands each job its outcome: at once on this loop or a thread's future,
+    with one wake-up per other event loop."""
     by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], JobOutcome]]]
     by_loop = defaultdict(list)
+    here = asyncio.get_running_loop()
     for job, outcome in zip(jobs, outcomes, strict=True):
         future = job.future
-        if isinstance(future, Future):
+        if isinstance(future, Future) or future.get_loop() is here:
             if not future.done():
                 future.set_result(outcome)
         else:
             by_loop[future.get_loop()].append((future, outcome))
     for loop, items in by_loop.items():
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
             loop.call_soon_threadsafe(_set_results, items)
-        except RuntimeError:  # the loop is closed: nobody waits any more
-            continue
 
 
 def _set_results(items: list[tuple[asyncio.Future[Any], JobOutcome]]) -> None:
     for future, outcome in items:
         if not future.done():
             future.set_result(outcome)
-
-
-__all__ = ["Committer", "IdempotencyRecord"]
