@@ -6,8 +6,12 @@ Configuration comes from the environment (``LEDGER_*``, see
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -98,14 +102,43 @@ def serve(
         f"ledger serving on http://{host}:{port} ({settings.backend}: "
         f"{redact(settings.database_url)}, {count} worker{'s' if count > 1 else ''})"
     )
-    uvicorn.run(
-        "service.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=count if count > 1 else None,
-        log_level=settings.log_level.lower(),
-    )
+    level = settings.log_level.lower()
+    with projection_process(settings):
+        uvicorn.run(
+            "service.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=count if count > 1 else None,
+            log_level=level,
+            access_log=level in ("debug", "trace"),
+            proxy_headers=False,
+        )
+
+
+STANDBY_SECONDS = 5.0
+"""Head start of ``ledger serve``'s projection process over its HTTP workers."""
+
+
+@contextlib.contextmanager
+def projection_process(settings: Settings) -> Iterator[None]:
+    """On PostgreSQL, runs ``ledger project`` beside the HTTP workers: the
+    projection and the sweeper get a process (and a GIL) of their own, and the
+    workers stand by, taking over within seconds should it die. On SQLite the
+    one process does everything."""
+    if settings.backend != "postgres" or not settings.run_projection:
+        yield
+        return
+    child = subprocess.Popen([sys.executable, "-m", "service.cli", "project"])
+    os.environ["LEDGER_PROJECTION_STANDBY_SECONDS"] = str(STANDBY_SECONDS)
+    try:
+        yield
+    finally:
+        child.terminate()
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 @app.command()

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     """Accounts kept in the aggregate cache per process (0 disables it)."""
     snapshot_interval: int = Field(default=200, ge=1)
     run_projection: bool = True
+    projection_standby_seconds: float = Field(default=0.0, ge=0)
+    """How long a process waits before competing to lead (run the projection
+    and the sweeper): ``ledger serve`` gives its dedicated projection process
+    a head start over its HTTP workers, which stand by to take over."""
     """``ledger serve`` runs the projection in-process (set false to run
     ``ledger project`` apart)."""
     log_level: str = "info"

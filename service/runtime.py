@@ -119,7 +119,9 @@ class Runtime:
 def make_leadership(settings: Settings) -> Leadership:
     """The deployment-wide leader election of this process (PostgreSQL advisory
     lock; on SQLite the one process leads)."""
-    return Leadership(settings.postgres_conninfo() if settings.backend == "postgres" else None)
+    if settings.backend != "postgres":
+        return Leadership(None)
+    return Leadership(settings.postgres_conninfo(), standby=settings.projection_standby_seconds)
 
 
 def run_projection_forever(settings: Settings) -> None:

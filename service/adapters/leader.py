@@ -27,9 +27,16 @@ LOCK_KEY = 0x746F6B6C6564  # "tokled"
 class Leadership:
     """``is_leader`` is set while this process leads (read from any thread)."""
 
-    def __init__(self, conninfo: str | None, interval: float = 1.0, key: int = LOCK_KEY) -> None:
+    def __init__(
+        self,
+        conninfo: str | None,
+        interval: float = 1.0,
+        key: int = LOCK_KEY,
+        standby: float = 0.0,
+    ) -> None:
         self.conninfo = conninfo
         self.interval = interval
+        self.standby = standby
         self.key = key
         self.is_leader = threading.Event()
         self._stop = threading.Event()
@@ -50,6 +57,8 @@ class Leadership:
         self._step_down()
 
     def _run(self) -> None:
+        if self._stop.wait(self.standby):
+            return
         while not self._stop.is_set():
             try:
                 if self.is_leader.is_set():

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Protocol
 from uuid import UUID
 
-from eventsourcing.persistence import Notification
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg.sql import SQL, Identifier
@@ -56,6 +56,10 @@ class LedgerRecorder(Protocol):
 
     async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
         """:meth:`record_group` for the event loop."""
+        ...
+
+    async def events_after_async(self, versions: dict[UUID, int]) -> list[StoredEvent]:
+        """Each account's stored events after the version given."""
         ...
 
     def create_group_function(self) -> None:

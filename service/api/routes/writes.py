@@ -1,32 +1,22 @@
 """Writes: purchases, grants, consumptions, deductions, refunds, holds and
-account settings. Each parses, calls ``service.application.commands``, renders.
+account settings. Each checks its request, calls
+``service.application.commands``, renders.
 
-Handlers are ``async``: a write is queued for the committer (group commit)
-and awaited on the event loop, without a thread hop; only captures, releases
-and refunds first read the entry they name, in the threadpool.
+Handlers are ``async`` and take the ``Request`` alone (see
+``service.api.write_requests``): a write is queued for the committer (group
+commit) and awaited on the event loop, without a thread hop; only captures,
+releases and refunds first read the entry they name, in the threadpool.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import (
-    AccountId,
-    Admin,
-    Consumer,
-    Granter,
-    IdempotencyKey,
-    Payload,
-    Purchaser,
-    RuntimeDep,
-    body_doc,
-    json_body,
-)
 from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     AccountUpdate,
@@ -41,10 +31,12 @@ from service.api.schemas import (
     ReleaseCreate,
     WriteResult,
 )
+from service.api.write_requests import write_doc, write_request
 from service.application import commands
 from service.application.ledger import Write
 from service.application.ledger import WriteResult as Result
 from service.domain.errors import EntryNotFound, HoldNotFound
+from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["writes"])
 
@@ -59,7 +51,7 @@ def _render(result: Result) -> FastJSONResponse:
     return FastJSONResponse(result.body, status_code=result.status, headers=headers)
 
 
-async def _submit(runtime: Any, write: Write) -> FastJSONResponse:
+async def _submit(runtime: Runtime, write: Write) -> FastJSONResponse:
     return _render(await runtime.ledger.submit_write(write))
 
 
@@ -73,33 +65,31 @@ def _uuid(value: str, not_found: type[HoldNotFound] | type[EntryNotFound], what:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _write_route(path: str, model: type[Any], summary: str, status: int = 201) -> Callable[[F], F]:
-    return router.post(
+def _write_route(
+    path: str, model: type[Any], summary: str, *path_ids: str, method: str = "POST"
+) -> Callable[[F], F]:
+    return router.api_route(
         path,
-        status_code=status,
+        methods=[method],
+        status_code=200 if method == "PATCH" else 201,
         response_model=WriteResult,
         responses=ERRORS,
         summary=summary,
-        openapi_extra=body_doc(model),
+        openapi_extra=write_doc(model, *path_ids),
     )
 
 
-@_write_route("/purchases", PurchaseCreate, "Add purchased tokens")
-async def create_purchase(
-    principal: Purchaser,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[PurchaseCreate], Depends(json_body(PurchaseCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/purchases", PurchaseCreate, "Add purchased tokens (scope purchase)")
+async def create_purchase(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "purchase", PurchaseCreate)
+    v = w.value
     return await _submit(
-        runtime,
+        w.runtime,
         commands.purchase(
-            account_id,
+            w.account_id,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "purchase", account_id),
+            actor=w.principal.name,
+            idem=w.idempotency("purchase"),
             payment_reference=v.payment_reference,
             expires_at=v.expires_at,
             metadata=v.metadata,
@@ -107,22 +97,17 @@ async def create_purchase(
     )
 
 
-@_write_route("/grants", GrantCreate, "Grant free tokens")
-async def create_grant(
-    principal: Granter,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[GrantCreate], Depends(json_body(GrantCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/grants", GrantCreate, "Grant free tokens (scope grant)")
+async def create_grant(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "grant", GrantCreate)
+    v = w.value
     return await _submit(
-        runtime,
+        w.runtime,
         commands.grant(
-            account_id,
+            w.account_id,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "grant", account_id),
+            actor=w.principal.name,
+            idem=w.idempotency("grant"),
             reason=v.reason,
             expires_at=v.expires_at,
             metadata=v.metadata,
@@ -130,22 +115,17 @@ async def create_grant(
     )
 
 
-@_write_route("/consumptions", ConsumptionCreate, "Consume tokens (402 when not enough)")
-async def create_consumption(
-    principal: Consumer,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[ConsumptionCreate], Depends(json_body(ConsumptionCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/consumptions", ConsumptionCreate, "Consume tokens, 402 when short (scope consume)")
+async def create_consumption(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "consume", ConsumptionCreate)
+    v = w.value
     return await _submit(
-        runtime,
+        w.runtime,
         commands.consume(
-            account_id,
+            w.account_id,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "consume", account_id),
+            actor=w.principal.name,
+            idem=w.idempotency("consume"),
             operation=v.operation,
             model=v.model,
             metadata=v.metadata,
@@ -153,69 +133,54 @@ async def create_consumption(
     )
 
 
-@_write_route("/deductions", DeductionCreate, "Deduct tokens (402 when not enough)")
-async def create_deduction(
-    principal: Granter,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[DeductionCreate], Depends(json_body(DeductionCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/deductions", DeductionCreate, "Deduct tokens, 402 when short (scope grant)")
+async def create_deduction(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "grant", DeductionCreate)
+    v = w.value
     return await _submit(
-        runtime,
+        w.runtime,
         commands.deduct(
-            account_id,
+            w.account_id,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "deduct", account_id),
+            actor=w.principal.name,
+            idem=w.idempotency("deduct"),
             reason=v.reason,
             metadata=v.metadata,
         ),
     )
 
 
-@_write_route("/consumptions/{entry_id}/refunds", RefundCreate, "Refund a consumption")
-async def create_refund(
-    principal: Consumer,
-    account_id: AccountId,
-    entry_id: str,
-    key: IdempotencyKey,
-    body: Annotated[Payload[RefundCreate], Depends(json_body(RefundCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/consumptions/{entry_id}/refunds", RefundCreate, "Refund a consumption", "entry_id")
+async def create_refund(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "consume", RefundCreate)
+    entry_id = str(request.path_params["entry_id"])
     target = _uuid(entry_id, EntryNotFound, "consumption")
+    v = w.value
     write = await run_in_threadpool(
         lambda: commands.refund(
-            runtime.ledger,
-            account_id,
+            w.runtime.ledger,
+            w.account_id,
             target,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "refund", account_id, entry_id=entry_id),
+            actor=w.principal.name,
+            idem=w.idempotency("refund", entry_id=entry_id),
             reason=v.reason,
         )
     )
-    return await _submit(runtime, write)
+    return await _submit(w.runtime, write)
 
 
-@_write_route("/holds", HoldCreate, "Reserve tokens for a while")
-async def create_hold(
-    principal: Consumer,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[HoldCreate], Depends(json_body(HoldCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
-    v = body.value
+@_write_route("/holds", HoldCreate, "Reserve tokens for a while (scope consume)")
+async def create_hold(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "consume", HoldCreate)
+    v = w.value
     return await _submit(
-        runtime,
+        w.runtime,
         commands.place_hold(
-            account_id,
+            w.account_id,
             v.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "hold", account_id),
+            actor=w.principal.name,
+            idem=w.idempotency("hold"),
             ttl_seconds=v.ttl_seconds,
             operation=v.operation,
             metadata=v.metadata,
@@ -223,72 +188,52 @@ async def create_hold(
     )
 
 
-@_write_route("/holds/{hold_id}/capture", CaptureCreate, "Consume a hold, release the rest")
-async def capture_hold(
-    principal: Consumer,
-    account_id: AccountId,
-    hold_id: str,
-    key: IdempotencyKey,
-    body: Annotated[Payload[CaptureCreate], Depends(json_body(CaptureCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
+@_write_route(
+    "/holds/{hold_id}/capture", CaptureCreate, "Consume a hold, release the rest", "hold_id"
+)
+async def capture_hold(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "consume", CaptureCreate)
+    hold_id = str(request.path_params["hold_id"])
     hold = _uuid(hold_id, HoldNotFound, "hold")
     write = await run_in_threadpool(
         lambda: commands.capture_hold(
-            runtime.ledger,
-            account_id,
+            w.runtime.ledger,
+            w.account_id,
             hold,
-            body.value.amount,
-            actor=principal.name,
-            idem=body.idempotency(key, "capture", account_id, hold_id=hold_id),
+            w.value.amount,
+            actor=w.principal.name,
+            idem=w.idempotency("capture", hold_id=hold_id),
         )
     )
-    return await _submit(runtime, write)
+    return await _submit(w.runtime, write)
 
 
-@_write_route("/holds/{hold_id}/release", ReleaseCreate, "Release a hold")
-async def release_hold(
-    principal: Consumer,
-    account_id: AccountId,
-    hold_id: str,
-    key: IdempotencyKey,
-    body: Annotated[Payload[ReleaseCreate], Depends(json_body(ReleaseCreate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
+@_write_route("/holds/{hold_id}/release", ReleaseCreate, "Release a hold", "hold_id")
+async def release_hold(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "consume", ReleaseCreate)
+    hold_id = str(request.path_params["hold_id"])
     hold = _uuid(hold_id, HoldNotFound, "hold")
     write = await run_in_threadpool(
         lambda: commands.release_hold(
-            runtime.ledger,
-            account_id,
+            w.runtime.ledger,
+            w.account_id,
             hold,
-            actor=principal.name,
-            idem=body.idempotency(key, "release", account_id, hold_id=hold_id),
+            actor=w.principal.name,
+            idem=w.idempotency("release", hold_id=hold_id),
         )
     )
-    return await _submit(runtime, write)
+    return await _submit(w.runtime, write)
 
 
-@router.patch(
-    "",
-    status_code=200,
-    response_model=WriteResult,
-    responses=ERRORS,
-    summary="Change account settings (credit limit)",
-    openapi_extra=body_doc(AccountUpdate),
-)
-async def update_account(
-    principal: Admin,
-    account_id: AccountId,
-    key: IdempotencyKey,
-    body: Annotated[Payload[AccountUpdate], Depends(json_body(AccountUpdate))],
-    runtime: RuntimeDep,
-) -> FastJSONResponse:
+@_write_route("", AccountUpdate, "Change account settings: credit limit (admin)", method="PATCH")
+async def update_account(request: Request) -> FastJSONResponse:
+    w = await write_request(request, "admin", AccountUpdate)
     return await _submit(
-        runtime,
+        w.runtime,
         commands.set_credit_limit(
-            account_id,
-            body.value.credit_limit,
-            actor=principal.name,
-            idem=body.idempotency(key, "credit_limit", account_id),
+            w.account_id,
+            w.value.credit_limit,
+            actor=w.principal.name,
+            idem=w.idempotency("credit_limit"),
         ),
     )
