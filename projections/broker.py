@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
 import redis
 import redis.asyncio as aioredis
 
@@ -142,9 +142,12 @@ class RedisBroker(_Listeners):
     """Broker over Redis pub/sub (``LEDGER_REDIS_URL``). Healthy while the
     listener connection is up; it reconnects by itself every second."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "") -> None:
         super().__init__()
         self.url = url
+        self.namespace = namespace
+        """Prefixed to every channel on Redis: pub/sub ignores the database
+        number, so deployments sharing a Redis server keep apart."""
         self._publisher = redis.Redis.from_url(
             url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
         )
@@ -167,7 +170,7 @@ class RedisBroker(_Listeners):
         try:
             with self._publisher.pipeline(transaction=False) as pipe:
                 for channel, message in messages:
-                    pipe.publish(channel, json.dumps(message, separators=(",", ":")))
+                    pipe.publish(self.namespace + channel, orjson.dumps(message))
                 pipe.execute()
         except redis.RedisError as error:
             self._epoch += 1  # lost: listeners catch up from the store
@@ -192,7 +195,7 @@ class RedisBroker(_Listeners):
             )
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.psubscribe(f"{PREFIX}:*")
+                    await pubsub.psubscribe(f"{self.namespace}{PREFIX}:*")
                     self._epoch += 1
                     self._healthy = True
                     await self._receive(client, pubsub)
@@ -215,13 +218,14 @@ class RedisBroker(_Listeners):
                 await asyncio.wait_for(client.ping(), 2.0)  # idle: is the link alive?
                 continue
             try:
-                data = json.loads(message["data"])
+                data = orjson.loads(message["data"])
             except ValueError:
                 log.warning("bridge: ignored a message that is not JSON")
                 continue
-            self.dispatch(message["channel"].decode(), data)
+            self.dispatch(message["channel"].decode()[len(self.namespace) :], data)
 
 
-def make_broker(redis_url: str | None) -> Broker:
-    """A :class:`RedisBroker` for ``redis_url``, else an :class:`InProcessBroker`."""
-    return RedisBroker(redis_url) if redis_url else InProcessBroker()
+def make_broker(redis_url: str | None, namespace: str = "") -> Broker:
+    """A :class:`RedisBroker` for ``redis_url`` (channels prefixed with
+    ``namespace``), else an :class:`InProcessBroker`."""
+    return RedisBroker(redis_url, namespace) if redis_url else InProcessBroker()

@@ -28,6 +28,7 @@ from sse_starlette import ServerSentEvent
 from projections.balances import BalanceView
 from projections.broker import Broker, Message
 from projections.channels import ACCOUNT_PREFIX, POSITIONS, PREFIX
+from projections.latest import LatestBalances
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,8 @@ class StreamHub:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._remove: Any = None
+        self.latest = LatestBalances(broker)
+        """Every account's latest balance heard on the bridge (balance reads)."""
 
     async def start(self) -> None:
         """Registers the bridge listener and starts the poller (on the loop)."""
@@ -280,6 +283,7 @@ class StreamHub:
 
     def dispatch(self, change: Change) -> None:
         """Hands ``change`` to every stream watching its account (on the loop)."""
+        self.latest.heard(change.balance)
         for watch in tuple(self._watches.get(change.account_id, ())):
             watch.offer(change)
         for every in tuple(self._all):
@@ -297,18 +301,23 @@ class StreamHub:
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
         """True once the balance table has applied ``position`` (waits up to
-        ``timeout`` seconds; ``False`` when it was not reached). The table is
-        asked when called and each time the bridge says ``position`` is
-        reached (a bridge message is a hint: Redis channels are server-wide)."""
+        ``timeout`` seconds; ``False`` when it was not reached).
+
+        The bridge's ``ledger:position`` messages are trusted (the projection
+        publishes them after its commit, on this deployment's channels), so a
+        position already announced costs no query; otherwise the table is
+        asked, then each announcement wakes the wait, and while the bridge is
+        down the table is asked again every ``CONFIRM_SECONDS``."""
+        if self.position >= position:
+            return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            reached = int(await self._query(self.view.position))
-            self._advance(reached)
+            self._advance(int(await self._query(self.view.position)))
             remaining = deadline - loop.time()
-            if reached >= position or remaining <= 0:
-                return reached >= position
-            if self.position >= position or not self.broker.healthy:  # ask again soon
+            if self.position >= position or remaining <= 0:
+                return self.position >= position
+            if not self.broker.healthy:  # no announcements: ask again soon
                 await asyncio.sleep(min(remaining, CONFIRM_SECONDS))
                 continue
             waiter: asyncio.Future[None] = loop.create_future()
@@ -321,6 +330,8 @@ class StreamHub:
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(entry)
+            if self.position >= position:
+                return True
 
     def _advance(self, position: int) -> None:
         if position <= self.position:

@@ -29,7 +29,8 @@ def _row_to_balance(row: Any) -> dict[str, Any]:
 def _schedule_params(plan: BatchPlan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(to add, to remove)`` parameters of the plan's expiry schedule."""
     add, remove = [], []
-    for (account_id, ref_id), due_at in plan.schedule.items():
+    # In key order, as any other deleter's index scan: no lock-order deadlock.
+    for (account_id, ref_id), due_at in sorted(plan.schedule.items()):
         if due_at is None:
             remove.append({"account_id": account_id, "ref_id": ref_id})
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from functools import cached_property
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -98,6 +99,15 @@ class Settings(BaseSettings):
         if self.database_schema:
             env["POSTGRES_SCHEMA"] = self.database_schema
         return env
+
+    @cached_property
+    def deployment_namespace(self) -> str:
+        """Prefix of this deployment's bridge channels: a digest of its
+        database (host, port, name, schema), so deployments sharing a Redis
+        server never hear each other."""
+        parts = urlsplit(self.database_url)
+        identity = f"{parts.hostname}:{parts.port}/{parts.path}#{self.database_schema}"
+        return hashlib.sha256(identity.encode()).hexdigest()[:12] + ":"
 
     def postgres_conninfo(self) -> str:
         """A libpq URL for psycopg (``postgresql://…``)."""

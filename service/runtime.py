@@ -58,7 +58,7 @@ class Runtime:
         with startup_lock(settings):
             ledger = Ledger(env=settings.eventsourcing_env())
             balances = open_balance_view(settings)
-        broker = make_broker(settings.redis_url)
+        broker = make_broker(settings.redis_url, settings.deployment_namespace)
         keys = open_key_store(settings)
         created = bootstrap_admin(keys, settings)
         if created is not None:
@@ -131,7 +131,7 @@ def run_projection_forever(settings: Settings) -> None:
     with startup_lock(settings):
         ledger = Ledger(env=settings.eventsourcing_env())
         view = open_balance_view(settings)
-    broker = make_broker(settings.redis_url)
+    broker = make_broker(settings.redis_url, settings.deployment_namespace)
     leadership = make_leadership(settings)
     projection = ProjectionService(settings, broker, ledger, leadership)
     sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)

@@ -181,12 +181,24 @@ def test_a_position_message_releases_readers_once_the_table_has_applied_it(
     run_with_hub(view, test)
 
 
-def test_a_position_only_announced_on_the_bridge_is_not_taken_as_applied(
-    view: BalanceView,
+def test_a_position_announced_on_the_bridge_is_trusted_without_a_query(
+    view: BalanceView, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def test(hub: StreamHub, broker: InProcessBroker) -> None:
-        broker.publish_many([(POSITIONS, {"position": 50})])  # another deployment's
-        assert not await hub.wait_for_position(13, 0.2)
+        broker.publish_many([(POSITIONS, {"position": 50})])
+        for _ in range(100):  # delivered on the loop
+            if hub.position == 50:
+                break
+            await asyncio.sleep(0)
+
+        def unreachable() -> int:
+            raise ConnectionError("the table must not be asked")
+
+        monkeypatch.setattr(view, "position", unreachable)
+        assert await hub.wait_for_position(13, 0)
+        assert await hub.wait_for_position(50, 0)
+        with pytest.raises(ConnectionError):
+            await hub.wait_for_position(51, 0)
 
     run_with_hub(view, test)
 

@@ -21,6 +21,7 @@ from service.api.schemas import (
     Problem,
     parse_rfc3339,
 )
+from service.api.write_requests import account_id_of, caller
 from service.application import reads
 from service.domain.errors import AccountNotFound, ValidationFailed
 from service.runtime import Runtime
@@ -67,18 +68,27 @@ async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: f
     "/v1/accounts/{account_id}/balance",
     response_model=BalancePublic,
     responses={**_ERRORS, 304: {"description": "Not modified (If-None-Match)"}},
+    openapi_extra={
+        "parameters": [
+            {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        ],
+        "security": [{"HTTPBearer": []}],
+    },
     summary="The account's balance (current, waited for, or as of a time or version)",
 )
 async def get_balance(
-    principal: AccountReader,
-    account_id: AccountId,
-    runtime: RuntimeDep,
     request: Request,
     min_position: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
     as_of: Annotated[str | None, Query(description="RFC 3339 timestamp")] = None,
     as_of_version: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
 ) -> Response:
+    """Scope ``read`` or a stream token of the account (credentials are read
+    without a dependency graph: this is the hottest read)."""
+    principal = await caller(request)
+    account_id = account_id_of(request)
+    principal.require_account_reader(account_id)
+    runtime: Runtime = request.app.state.runtime
     if as_of is not None or as_of_version is not None:
         principal.require("read")
         if as_of is not None and as_of_version is not None:
@@ -102,9 +112,12 @@ async def get_balance(
         min_position = runtime.ledger.written.get(account_id, 0)
         wait = IMPLICIT_WAIT_SECONDS
     stale = not await _reached(runtime, account_id, min_position, wait)
-    balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
-    if balance is None:
-        raise AccountNotFound(f"account {account_id} has no entries")
+    balance = runtime.hub.latest.get(account_id)
+    if balance is None or balance["position"] < min_position:
+        balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
+        if balance is None:
+            raise AccountNotFound(f"account {account_id} has no entries")
+        runtime.hub.latest.heard(balance)
     if stale:
         balance = {**balance, "stale": True}
     return _balance_response(request, balance)
