@@ -73,24 +73,25 @@ def serve(
         int | None,
         typer.Option(
             min=1,
-            help="Worker processes (default: the number of CPUs on PostgreSQL; "
-            "always 1 on SQLite).",
+            help="HTTP worker processes (PostgreSQL; default: the number of CPUs "
+            "minus the one the projection process takes, at least 1). SQLite: 1.",
         ),
     ] = None,
 ) -> None:
     """Run the HTTP API with the projection, Redis bridge and expiry sweeper.
 
-    With several workers (PostgreSQL), exactly one process of the deployment
-    runs the projection and the sweeper (a PostgreSQL advisory lock); another
-    takes over within seconds when it dies. Set LEDGER_RUN_PROJECTION=false to
-    run the projection apart (``ledger project``).
+    On PostgreSQL the projection and the sweeper run in a process of their own
+    beside the HTTP workers; exactly one process of the deployment runs them
+    (a PostgreSQL advisory lock), and a worker takes over within seconds when
+    that process dies. One process per CPU in all. Set
+    LEDGER_RUN_PROJECTION=false to run the projection elsewhere (``ledger project``).
     """
     import uvicorn
 
     from service.startup import prepare_deployment
 
     settings = Settings()
-    count = workers or (os.cpu_count() or 1)
+    count = workers or max((os.cpu_count() or 1) - 1, 1)
     if settings.backend == "sqlite":
         if workers is not None and workers > 1:
             console.print("[yellow]SQLite serves from one process: --workers ignored[/]")

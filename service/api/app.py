@@ -6,10 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from service.api.auth import StreamTokens
 from service.api.errors import install_error_handlers
+from service.api.fast_path import FastPathMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routes import batch, keys, ops, reads, writes
@@ -120,6 +122,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(streams_router)
     app.include_router(ops.router)
     metrics.routes = app.router.routes
+    fast = [r for r in writes.router.routes + batch.router.routes if isinstance(r, APIRoute)]
+    app.add_middleware(FastPathMiddleware, routes=fast)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.domain.events import LedgerEntry
 from service.domain.values import Balance, entry_id_for
+
+ZERO = timedelta(0)
 
 
 def rfc3339(moment: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z`` suffix and microseconds, or ``None``."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.utcoffset() != ZERO:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def render_entry(entry: LedgerEntry, position: int) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Amounts are ``int`` tokens everywhere. Times are timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -49,8 +50,10 @@ def is_valid_account_id(account_id: str) -> bool:
     return ACCOUNT_ID_PATTERN.fullmatch(account_id) is not None
 
 
+@functools.lru_cache(maxsize=100_000)
 def account_uuid(account_id: str) -> uuid.UUID:
-    """The deterministic aggregate id of an account: UUIDv5 of its id."""
+    """The deterministic aggregate id of an account: UUIDv5 of its id (cached:
+    a write asks for it several times)."""
     return uuid.uuid5(ACCOUNT_NAMESPACE, account_id)
 
 

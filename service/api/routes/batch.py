@@ -25,10 +25,11 @@ from service.api.batch_schemas import (
     BatchCreate,
     BatchPublic,
 )
-from service.api.deps import Caller, RuntimeDep, body_doc, parse_json_object
+from service.api.deps import body_doc, parse_json_object
 from service.api.errors import validation_errors
 from service.api.responses import FastJSONResponse
 from service.api.routes.writes import ERRORS
+from service.api.write_requests import caller
 from service.application.batch import NEEDS_STORE, Operation, plan
 from service.application.idempotency import IdempotencyRequest
 from service.application.ledger import Write, WriteResult
@@ -107,9 +108,9 @@ def _result(answer: WriteResult | LedgerError) -> dict[str, Any]:
     response_model=BatchPublic,
     responses=ERRORS,
     summary="Apply up to 1,000 writes in one request",
-    openapi_extra=body_doc(BatchCreate),
+    openapi_extra={**body_doc(BatchCreate), "security": [{"HTTPBearer": []}]},
 )
-async def create_batch(principal: Caller, runtime: RuntimeDep, request: Request) -> Any:
+async def create_batch(request: Request) -> Any:
     """One result per operation, in request order: ``{"status": 201, "entry",
     "balance"}`` or ``{"status": 4xx, "problem"}`` as the single write would
     answer. The body is limited to 1 MiB.
@@ -118,6 +119,8 @@ async def create_batch(principal: Caller, runtime: RuntimeDep, request: Request)
         MalformedRequest: the body is not JSON (400).
         ValidationFailed: not an object with 1 to 1,000 operation objects (422).
     """
+    principal = await caller(request)
+    runtime = request.app.state.runtime
     data = parse_json_object(await request.body())
     raw_ops = data.get("operations")
     if (
