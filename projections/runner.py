@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from eventsourcing.persistence import InfrastructureFactory
+from eventsourcing.persistence import InfrastructureFactory, Notification
 from eventsourcing.utils import Environment
 from psycopg.sql import SQL, Identifier
 
@@ -29,6 +29,7 @@ from projections.views import PostgresBalanceView, SQLiteBalanceView
 from service.adapters.leader import Leadership
 from service.application.ledger import Ledger
 from service.config import Settings
+from service.domain.events import LedgerEntry
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ IDLE_WAIT = 0.5
 LINGER = 0.004
 """After a notification, how long more commits may gather before the next
 batch is read (seconds): fewer, larger transactions under load."""
+
+
+def _entry(ledger: Ledger, notification: Notification) -> LedgerEntry:
+    entry = ledger.mapper.to_domain_event(notification)
+    assert isinstance(entry, LedgerEntry)
+    return entry
 
 
 def open_balance_view(settings: Settings) -> BalanceView:
@@ -103,8 +110,7 @@ class ProjectionService:
                     start=position, limit=BATCH, topics=topics, inclusive_of_start=False
                 )
                 if notifications:
-                    to_event = ledger.mapper.to_domain_event
-                    plan = plan_batch([(to_event(n), n.id) for n in notifications])
+                    plan = plan_batch([(_entry(ledger, n), n.id) for n in notifications])
                     balances = view.apply_batch(plan, tracking_at(plan.last), position)
                     if balances is None:  # another runner moved the position
                         position = view.position()

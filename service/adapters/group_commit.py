@@ -30,7 +30,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from psycopg.rows import dict_row
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from service.adapters.idempotency_records import IDEMPOTENCY_TABLE, IdempotencyRecord
 
@@ -117,6 +117,7 @@ class PostgresGroupCommit:
     datastore: Any
     events_table_name: str
     channel_name: str
+    _async_conn: psycopg.AsyncConnection[Any] | None = None
 
     def create_group_function(self) -> None:
         """Creates (or replaces) ``ledger_record_group`` (call it at start,
@@ -177,7 +178,7 @@ class PostgresGroupCommit:
         ]
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        conn = getattr(self, "_async_conn", None)
+        conn = self._async_conn
         if conn is None or conn.closed:
             options = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
             conn = self._async_conn = await psycopg.AsyncConnection.connect(
@@ -187,20 +188,20 @@ class PostgresGroupCommit:
                 connect_timeout=5,
                 **options,
             )
-        return conn  # type: ignore[no-any-return]
+        return conn
 
     async def _drop_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._async_conn = None
         with contextlib.suppress(Exception):
             await conn.close()
 
-    def _call(self) -> SQL:
-        call = getattr(self, "_call_sql", None)
+    def _call(self) -> Composed:
+        call: Composed | None = getattr(self, "_call_sql", None)
         if call is None:
             call = self._call_sql = SQL(
                 "SELECT * FROM {}.{}(" + ", ".join(["%s"] * 13) + ")"
             ).format(Identifier(self.datastore.schema), Identifier(FUNCTION))
-        return call  # type: ignore[no-any-return]
+        return call
 
     @staticmethod
     def _params(write: GroupWrite) -> tuple[list[Any], ...]:
@@ -308,7 +309,7 @@ class SQLiteGroupCommit:
         for e in write.events:
             curs.execute(
                 self.insert_events_statement,
-                (e.originator_id.hex, e.originator_version, e.topic, e.state),
+                (UUID(str(e.originator_id)).hex, e.originator_version, e.topic, e.state),
             )
             positions.append(int(curs.lastrowid))
         curs.executemany(

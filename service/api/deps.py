@@ -84,7 +84,7 @@ async def current_principal(
 Caller = Annotated[Principal, Depends(current_principal)]
 
 
-def require_scope(scope: str) -> Callable[[Principal], Principal]:
+def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency: an API key with ``scope`` (or ``admin``); else 403."""
 
     async def dependency(principal: Caller) -> Principal:

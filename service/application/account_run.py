@@ -108,7 +108,7 @@ class AccountRun:
     def collect(self, to_stored: Callable[[Any], StoredEvent]) -> None:
         """Takes the pending events (none when no entry is among them) and
         their stored form."""
-        events = self.account.collect_events()
+        events = list(self.account.collect_events())
         self.events = events if any(isinstance(e, LedgerEntry) for e in events) else []
         self.stored = [to_stored(e) for e in self.events]
 

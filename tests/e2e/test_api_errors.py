@@ -60,7 +60,9 @@ def test_an_unexpected_error_answers_a_500_problem_without_details(client: TestC
 def test_a_key_store_outage_answers_503_not_401(
     client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = client.post("/v1/api-keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN)
+    created = client.post(
+        "/v1/api-keys", json={"name": "reader", "scopes": ["read"]}, headers=ADMIN
+    )
     key = created.json()["key"]
 
     def down(key_hash: str) -> None:
