@@ -29,7 +29,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from service.adapters.idempotency_records import IDEMPOTENCY_TABLE, IdempotencyRecord
@@ -138,7 +138,10 @@ class PostgresGroupCommit:
         """Records ``write``; returns the positions of its events, in order,
         or :class:`Refused` (nothing written). Raises psycopg errors when the
         database fails (nothing is written then)."""
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+        with (
+            self.datastore.get_connection() as conn,
+            conn.cursor(row_factory=tuple_row) as curs,
+        ):
             curs.execute(self._call(), self._params(write), prepare=True)
             return self._outcome(write, curs.fetchall())
 
@@ -147,7 +150,7 @@ class PostgresGroupCommit:
         connection of its own (groups are recorded one at a time)."""
         conn = await self._connection()
         try:
-            async with conn.cursor() as curs:
+            async with conn.cursor(row_factory=tuple_row) as curs:
                 await curs.execute(self._call(), self._params(write), prepare=True)
                 rows = await curs.fetchall()
         except psycopg.Error:
@@ -223,12 +226,19 @@ class PostgresGroupCommit:
         )
 
     @staticmethod
-    def _outcome(write: GroupWrite, rows: list[Any]) -> list[int] | Refused:
-        conflicted = {r["originator_id"] for r in rows if r["kind"] == "conflict"}
-        existing = {(r["account_id"], r["key"]): _record_of(r) for r in rows if r["kind"] == "key"}
+    def _outcome(write: GroupWrite, rows: list[tuple[Any, ...]]) -> list[int] | Refused:
+        """Rows of ``ledger_record_group``: ``(kind, originator_id,
+        originator_version, notification_id, account_id, key, fingerprint,
+        status, entry_version)``."""
+        conflicted = {r[1] for r in rows if r[0] == "conflict"}
+        existing = {
+            (r[4], r[5]): IdempotencyRecord(r[4], r[5], r[6], r[7], r[8])
+            for r in rows
+            if r[0] == "key"
+        }
         if conflicted or existing:
             return Refused(conflicted, existing)
-        at = {(r["originator_id"], r["originator_version"]): r["notification_id"] for r in rows}
+        at = {(r[1], r[2]): r[3] for r in rows}
         return [at[(e.originator_id, e.originator_version)] for e in write.events]
 
 

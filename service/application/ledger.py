@@ -21,14 +21,14 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.domain import MutableOrImmutableAggregate
-from eventsourcing.persistence import JSONTranscoder
+from eventsourcing.persistence import JSONTranscoder, Transcoder
 
 from service.adapters.recorders import LedgerRecorder
 from service.application.account_run import Command, Committed, Job, JobOutcome, Replay, Settled
 from service.application.committer import Committer
 from service.application.idempotency import IdempotencyRequest
 from service.application.rendering import render_balance, render_entry
-from service.application.transcodings import register_domain_transcodings
+from service.application.transcodings import FastJSONTranscoder, register_domain_transcodings
 from service.config import APPLICATION_NAME
 from service.domain.account import Account
 from service.domain.errors import IdempotencyKeyReused, LedgerError, Unavailable
@@ -108,6 +108,11 @@ class Ledger(Application[UUID]):
     def ledger_recorder(self) -> LedgerRecorder:
         recorder: Any = self.recorder
         return recorder  # type: ignore[no-any-return]
+
+    def construct_transcoder(self) -> Transcoder:
+        transcoder = FastJSONTranscoder()
+        self.register_transcodings(transcoder)
+        return transcoder
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

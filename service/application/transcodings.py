@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from service.domain.values import Bucket, Draw, Hold
@@ -30,3 +31,22 @@ def register_domain_transcodings(transcoder: JSONTranscoder) -> None:
     transcoder.register(DataclassAsDict(Draw, "draw"))
     transcoder.register(DataclassAsDict(Bucket, "bucket"))
     transcoder.register(DataclassAsDict(Hold, "hold"))
+
+
+class FastJSONTranscoder(JSONTranscoder):
+    """The library's JSON format, encoded by orjson (several times faster).
+
+    Datetimes and dataclasses are passed to the registered transcodings as the
+    library does (``{"_type_", "_data_"}``), so stored events read back the
+    same with either encoder; what orjson cannot encode (integers beyond 64
+    bits in metadata) falls back to the library's encoder. Decoding is the
+    library's.
+    """
+
+    OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+    def encode(self, obj: Any) -> bytes:
+        try:
+            return orjson.dumps(obj, default=self._encode_obj, option=self.OPTIONS)
+        except TypeError:
+            return super().encode(obj)

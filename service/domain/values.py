@@ -45,6 +45,7 @@ REFUNDABLE = frozenset({EntryType.CONSUMPTION, EntryType.HOLD_CAPTURE})
 """Entry types a refund may point at (``refund_of``)."""
 
 
+@functools.lru_cache(maxsize=100_000)
 def is_valid_account_id(account_id: str) -> bool:
     """True when ``account_id`` matches the contract's syntax."""
     return ACCOUNT_ID_PATTERN.fullmatch(account_id) is not None
