@@ -142,7 +142,7 @@ class PostgresGroupCommit:
             self.datastore.get_connection() as conn,
             conn.cursor(row_factory=tuple_row) as curs,
         ):
-            curs.execute(self._call(), self._params(write), prepare=True)
+            curs.execute(self._call(), self._params(write), prepare=True, binary=True)
             return self._outcome(write, curs.fetchall())
 
     async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
@@ -151,7 +151,7 @@ class PostgresGroupCommit:
         conn = await self._connection()
         try:
             async with conn.cursor(row_factory=tuple_row) as curs:
-                await curs.execute(self._call(), self._params(write), prepare=True)
+                await curs.execute(self._call(), self._params(write), prepare=True, binary=True)
                 rows = await curs.fetchall()
         except psycopg.Error:
             await self._drop_connection(conn)
