@@ -22,6 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Send
 
 from projections.hub import Change, CoalescingWatch, Watch, encode_frame
 from service.api.deps import AccountReader, Auditor, RuntimeDep
@@ -62,9 +63,21 @@ def _check_account(account_id: str) -> None:
         raise ValidationFailed.at(["path", "account_id"], "invalid account id")
 
 
+class _EventStream(EventSourceResponse):
+    """sse-starlette's response without a per-frame cancel scope: no send
+    timeout is set, and ``anyio.move_on_after(None)`` around every frame and
+    ping was the largest part of an idle stream's cost."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is not None:
+            await super()._send_with_timeout(send, message)
+        else:
+            await send(message)
+
+
 def _response(frames: AsyncIterator[bytes]) -> EventSourceResponse:
     # ping=0: sse-starlette starts no ping task; the generators ping themselves.
-    return EventSourceResponse(
+    return _EventStream(
         frames,
         ping=0,
         sep="\n",
