@@ -138,6 +138,21 @@ def test_docs_and_openapi_are_served(client: TestClient) -> None:
     assert "Unknown body fields are refused" in spec["info"]["description"]
 
 
+def test_openapi_documents_the_writes_served_by_the_fast_path(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    consume = spec["paths"]["/v1/accounts/{account_id}/consumptions"]["post"]
+    params = {(p["in"], p["name"]) for p in consume["parameters"]}
+    assert {("path", "account_id"), ("header", "Idempotency-Key")} <= params
+    assert consume["security"] == [{"HTTPBearer": []}]
+    assert "amount" in json.dumps(consume["requestBody"])
+    assert "201" in consume["responses"] and "402" in consume["responses"]
+    capture = spec["paths"]["/v1/accounts/{account_id}/holds/{hold_id}/capture"]["post"]
+    assert ("path", "hold_id") in {(p["in"], p["name"]) for p in capture["parameters"]}
+    batch = spec["paths"]["/v1/batch"]["post"]
+    assert "operations" in json.dumps(batch["requestBody"])
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
 def test_an_unknown_route_is_a_404_problem(client: TestClient) -> None:
     assert_problem(client.get("/v1/nothing-here"), 404, "not-found")
 
