@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from functools import cached_property
 from typing import Literal
 from urllib.parse import unquote, urlsplit
@@ -114,3 +115,16 @@ class Settings(BaseSettings):
         url = self.database_url
         scheme, rest = url.split("://", 1)
         return "postgresql://" + rest if scheme != "postgresql" else url
+
+
+PLAN_OPTION = "-c plan_cache_mode=force_custom_plan"
+
+
+def plan_each_statement() -> None:
+    """Makes every PostgreSQL session of this process plan each statement for
+    its arguments (libpq's ``PGOPTIONS``). Generic plans cached while the
+    tables were nearly empty (sequential scans) otherwise stay for a pooled
+    session's life: measured, one made a 0.5 ms group commit take 10 ms."""
+    current = os.environ.get("PGOPTIONS", "")
+    if "plan_cache_mode" not in current:
+        os.environ["PGOPTIONS"] = f"{current} {PLAN_OPTION}".strip()

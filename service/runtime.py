@@ -23,7 +23,7 @@ from service.adapters.leader import Leadership
 from service.adapters.migrate import migrate, startup_lock
 from service.application.ledger import Ledger
 from service.application.sweeper import Sweeper
-from service.config import Settings
+from service.config import Settings, plan_each_statement
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class Runtime:
         Prints a generated admin API key once when no key exists and
         ``LEDGER_ADMIN_API_KEY`` is unset.
         """
+        plan_each_statement()
         migrate(settings)
         with startup_lock(settings):
             ledger = Ledger(env=settings.eventsourcing_env())
@@ -136,6 +137,7 @@ def make_leadership(settings: Settings) -> Leadership:
 def run_projection_forever(settings: Settings) -> None:
     """``ledger project``: the projection and the sweeper without HTTP, until
     SIGINT/SIGTERM. Publishes on the bridge when ``LEDGER_REDIS_URL`` is set."""
+    plan_each_statement()
     migrate(settings)
     with startup_lock(settings):
         ledger = Ledger(env=settings.eventsourcing_env())

@@ -191,6 +191,9 @@ class PostgresGroupCommit:
                 connect_timeout=5,
                 **options,
             )
+            # A plan cached while the tables were small (a seq scan) would stay
+            # for the session's life: plan each call for its arguments.
+            await conn.execute("SET plan_cache_mode = force_custom_plan")
         return conn
 
     async def _drop_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
