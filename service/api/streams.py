@@ -24,7 +24,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
-from projections.hub import Change, CoalescingWatch, Watch, encode_frame
+from projections.watches import Change, CoalescingWatch, Watch, encode_frame
 from service.api.deps import AccountReader, Auditor, RuntimeDep
 from service.application.reads import rendered_entries
 from service.application.rendering import render_balance
