@@ -1,7 +1,7 @@
 """Group commit: many accounts' new entries and idempotency records in one
 transaction, one table lock, one commit.
 
-:meth:`record_group` takes a :class:`GroupWrite` and, in one transaction that
+:meth:`record_group_async` takes a :class:`GroupWrite` and, in one transaction that
 holds the event table's write lock (PostgreSQL ``LOCK TABLE … IN EXCLUSIVE
 MODE``, as the ``eventsourcing`` recorder takes it so positions commit in
 order; SQLite ``BEGIN IMMEDIATE``):
@@ -134,20 +134,12 @@ class PostgresGroupCommit:
         with self.datastore.get_connection() as conn:
             conn.execute(statement)
 
-    def record_group(self, write: GroupWrite) -> list[int] | Refused:
-        """Records ``write``; returns the positions of its events, in order,
-        or :class:`Refused` (nothing written). Raises psycopg errors when the
-        database fails (nothing is written then)."""
-        with (
-            self.datastore.get_connection() as conn,
-            conn.cursor(row_factory=tuple_row) as curs,
-        ):
-            curs.execute(self._call(), self._params(write), prepare=True, binary=True)
-            return self._outcome(write, curs.fetchall())
-
     async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
-        """:meth:`record_group` on this process's event loop, over one
-        connection of its own (groups are recorded one at a time)."""
+        """Records ``write``; returns the positions of its events, in order,
+        or :class:`Refused` (nothing written). Runs on this process's event
+        loop over one connection of its own (groups are recorded one at a
+        time). Raises psycopg errors when the database fails (nothing is
+        written then)."""
         conn = await self._connection()
         try:
             async with conn.cursor(row_factory=tuple_row) as curs:
@@ -256,7 +248,7 @@ class SQLiteGroupCommit:
         """Nothing to create on SQLite."""
 
     async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
-        """:meth:`record_group` in a thread (SQLite has no asyncio driver here)."""
+        """:meth:`record_group` in a thread (no asyncio SQLite driver here)."""
         return await asyncio.to_thread(self.record_group, write)
 
     async def events_after_async(self, versions: dict[UUID, int]) -> list[StoredEvent]:
@@ -280,7 +272,7 @@ class SQLiteGroupCommit:
         return await asyncio.to_thread(select)
 
     def record_group(self, write: GroupWrite) -> list[int] | Refused:
-        """As :meth:`PostgresGroupCommit.record_group`."""
+        """As :meth:`PostgresGroupCommit.record_group_async`, blocking."""
         with self.datastore.get_connection(commit=True) as conn:
             curs = conn.cursor()
             curs.execute("BEGIN IMMEDIATE")

@@ -50,12 +50,8 @@ class LedgerRecorder(Protocol):
         """The position of the account's last stored event (0: none)."""
         ...
 
-    def record_group(self, write: GroupWrite) -> list[int] | Refused:
-        """Records a group of writes in one transaction (see ``group_commit``)."""
-        ...
-
     async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
-        """:meth:`record_group` for the event loop."""
+        """Records a group of writes in one transaction (see ``group_commit``)."""
         ...
 
     async def events_after_async(self, versions: dict[UUID, int]) -> list[StoredEvent]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict, defaultdict
@@ -40,7 +39,6 @@ from service.domain.errors import Unavailable
 from service.domain.values import account_uuid
 
 log = logging.getLogger(__name__)
-DEBUG = bool(os.environ.get("LEDGER_DEBUG_GROUPS"))
 
 MAX_GROUP = 2000
 """Most jobs recorded in one transaction."""
@@ -122,12 +120,8 @@ class Committer:
             while self._pending:
                 jobs = self._pending[: self.max_group]
                 del self._pending[: self.max_group]
-                t0 = time.perf_counter()
                 try:
                     outcomes = await self._commit_group(jobs)
-                    if DEBUG:
-                        ms = (time.perf_counter() - t0) * 1000
-                        print(f"group {os.getpid()} {len(jobs)} {ms:.2f}", flush=True)
                 except Exception as error:  # the store failed: nothing was written
                     log.warning("group commit of %d writes failed: %s", len(jobs), error)
                     self._cache.clear()
@@ -153,8 +147,6 @@ class Committer:
                 # Another process wrote some of the accounts, or some keys are
                 # stored: re-run only those accounts, on their stored state.
                 existing.update(result.existing)
-                if DEBUG:
-                    print(f"refused {os.getpid()} {len(result.conflicted)}", flush=True)
                 if result.conflicted:
                     self._contended_until = time.monotonic() + CONTENDED_SECONDS
                 redo = [
