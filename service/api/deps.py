@@ -3,7 +3,9 @@ JSON bodies, as ``Annotated`` aliases.
 
 Order matters: routes declare the caller first, so a 401/403 wins over a 422
 on the path or the body. Bodies are parsed here, not by FastAPI, which also
-tells a malformed body (400) from an invalid one (422).
+tells a malformed body (400) from an invalid one (422). (The write routes and
+the balance read check their request in one step instead:
+``service.api.write_requests``.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +24,6 @@ from starlette.concurrency import run_in_threadpool
 from service.adapters.key_cache import CacheMiss
 from service.api.auth import Principal, StreamTokens, authenticate
 from service.api.errors import validation_errors
-from service.application.idempotency import IdempotencyRequest
 from service.domain.errors import MalformedRequest, ValidationFailed
 from service.domain.values import is_valid_account_id
 from service.runtime import Runtime
@@ -32,12 +33,8 @@ __all__ = [
     "AccountReader",
     "Admin",
     "Auditor",
-    "Consumer",
-    "Granter",
-    "IdempotencyKey",
     "Payload",
     "Principal",
-    "Purchaser",
     "Reader",
     "RuntimeDep",
     "StreamTokensDep",
@@ -100,9 +97,6 @@ async def account_reader(principal: Caller, account_id: Annotated[str, Path()]) 
     return principal.require_account_reader(account_id)
 
 
-Consumer = Annotated[Principal, Depends(require_scope("consume"))]
-Purchaser = Annotated[Principal, Depends(require_scope("purchase"))]
-Granter = Annotated[Principal, Depends(require_scope("grant"))]
 Reader = Annotated[Principal, Depends(require_scope("read"))]
 Auditor = Annotated[Principal, Depends(require_scope("audit"))]
 Admin = Annotated[Principal, Depends(require_scope("admin"))]
@@ -123,41 +117,13 @@ async def valid_account_id(
 AccountId = Annotated[str, Depends(valid_account_id)]
 
 
-async def idempotency_key(
-    key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", description="1-255 printable ASCII characters"),
-    ] = None,
-) -> str | None:
-    if key is None:
-        return None
-    if not 1 <= len(key) <= 255 or any(not 0x20 <= ord(c) <= 0x7E for c in key):
-        raise ValidationFailed.at(
-            ["header", "Idempotency-Key"], "must be 1 to 255 printable ASCII characters"
-        )
-    return key
-
-
-IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
-
-
 @dataclass(frozen=True)
 class Payload(Generic[M]):
-    """A request body: the parsed JSON object (``raw``, what idempotency keys
-    fingerprint) and its validated model (``value``)."""
+    """A request body: the parsed JSON object (``raw``) and its validated
+    model (``value``)."""
 
     raw: dict[str, Any]
     value: M
-
-    def idempotency(
-        self, key: str | None, kind: str, account_id: str, **path: str
-    ) -> IdempotencyRequest | None:
-        """The idempotency request of this body, when a key came with it: the
-        write ``kind``, its account, the body's fields and the path's ids (so
-        an equal ``/v1/batch`` operation is the same request)."""
-        if key is None:
-            return None
-        return IdempotencyRequest.of(key, kind, account_id, {**self.raw, **path})
 
 
 def _reject_constant(name: str) -> Any:
