@@ -7,8 +7,10 @@ Configuration comes from the environment (``LEDGER_*``, see
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,6 +123,16 @@ STANDBY_SECONDS = 5.0
 """Head start of ``ledger serve``'s projection process over its HTTP workers."""
 
 
+def _end_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the parent dies (Linux
+    ``PR_SET_PDEATHSIG``; elsewhere the child's own parent check does it)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
+
+
 @contextlib.contextmanager
 def projection_process(settings: Settings) -> Iterator[None]:
     """On PostgreSQL, runs ``ledger project`` beside the HTTP workers: the
@@ -130,7 +142,8 @@ def projection_process(settings: Settings) -> Iterator[None]:
     if settings.backend != "postgres" or not settings.run_projection:
         yield
         return
-    child = subprocess.Popen([sys.executable, "-m", "service.cli", "project"])
+    command = [sys.executable, "-m", "service.cli", "project", "--parent", str(os.getpid())]
+    child = subprocess.Popen(command, preexec_fn=_end_with_parent)  # noqa: S603
     os.environ["LEDGER_PROJECTION_STANDBY_SECONDS"] = str(STANDBY_SECONDS)
     try:
         yield
@@ -143,13 +156,21 @@ def projection_process(settings: Settings) -> Iterator[None]:
 
 
 @app.command()
-def project() -> None:
+def project(
+    parent: Annotated[
+        int | None, typer.Option(help="Stop when this process (the server) is gone.")
+    ] = None,
+) -> None:
     """Run the projection, bridge and expiry sweeper without HTTP, until Ctrl-C/SIGTERM."""
     from service.runtime import run_projection_forever
 
     settings = Settings()
     console.print(f"ledger projection on {settings.backend}: {redact(settings.database_url)}")
-    run_projection_forever(settings)
+    run_projection_forever(settings, parent)
+    # Library pools may keep non-daemon threads: the work is stopped, so leave.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -27,6 +28,8 @@ from service.config import Settings, plan_each_statement
 
 log = logging.getLogger(__name__)
 
+STOP_SECONDS = 3.0
+"""Longest clean stop of ``ledger project`` before it exits anyway."""
 GC_THRESHOLDS = (50_000, 50, 100)
 """Allocations between young collections, and the older generations' ratios
 (CPython's default is 700, 10, 10)."""
@@ -134,9 +137,11 @@ def make_leadership(settings: Settings) -> Leadership:
     return Leadership(settings.postgres_conninfo(), standby=settings.projection_standby_seconds)
 
 
-def run_projection_forever(settings: Settings) -> None:
+def run_projection_forever(settings: Settings, parent_pid: int | None = None) -> None:
     """``ledger project``: the projection and the sweeper without HTTP, until
-    SIGINT/SIGTERM. Publishes on the bridge when ``LEDGER_REDIS_URL`` is set."""
+    SIGINT/SIGTERM, or until process ``parent_pid`` is gone (``ledger serve``'s
+    projection process ends with its server). Publishes on the bridge when
+    ``LEDGER_REDIS_URL`` is set."""
     plan_each_statement()
     migrate(settings)
     with startup_lock(settings):
@@ -149,12 +154,28 @@ def run_projection_forever(settings: Settings) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    if parent_pid is not None:
+        threading.Thread(
+            target=_end_with_parent, args=(parent_pid, done), name="parent-watch", daemon=True
+        ).start()
     leadership.start()
     projection.start()
     sweeper.start()
     log.info("projection running on %s", settings.backend)
     done.wait()
+    # Stopping is bounded: whatever still runs after STOP_SECONDS is cut
+    # (an unfinished batch rolls back; the tracking position keeps it exactly-once).
+    threading.Timer(STOP_SECONDS, os._exit, args=(0,)).start()
     sweeper.stop()
     projection.stop()
     leadership.stop()
     ledger.close()
+
+
+def _end_with_parent(parent_pid: int, done: threading.Event) -> None:
+    """Sets ``done`` once this process's parent is no longer ``parent_pid``
+    (it died; the process was re-parented), checking every second."""
+    while not done.wait(1.0):
+        if os.getppid() != parent_pid:
+            log.warning("the serving process %d is gone; stopping", parent_pid)
+            done.set()
