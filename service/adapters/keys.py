@@ -330,6 +330,9 @@ def bootstrap_admin(store: KeyStore, settings: Settings) -> str | None:
         store.set_bootstrap(settings.admin_api_key.get_secret_value())
         return None
     if store.count() == 0:
-        _, key = store.create(FIRST_ADMIN_NAME, ["admin"])
+        try:
+            _, key = store.create(FIRST_ADMIN_NAME, ["admin"])
+        except ApiKeyExists:  # another process, starting at the same time, made it
+            return None
         return key
     return None

@@ -18,15 +18,37 @@ from eventsourcing.domain import Aggregate, event
 from service.domain import events as ev
 from service.domain.credit import plan_draws, refund_restores, split_draws
 from service.domain.errors import (
+    BalanceLimitExceeded,
     HoldNotFound,
     InsufficientBalance,
     RefundExceedsConsumption,
     ValidationFailed,
 )
-from service.domain.values import Balance, Bucket, Draw, Hold, account_uuid, entry_id_for
+from service.domain.values import (
+    MAX_COUNTER,
+    Balance,
+    Bucket,
+    Draw,
+    Hold,
+    account_uuid,
+    entry_id_for,
+)
 
 SYSTEM_ACTOR = "system"
 """``actor`` of the entries the ledger records by itself (expiries)."""
+
+
+COUNTERS = (
+    "available",
+    "held",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+)
+"""The balance counters an entry may raise (tokens)."""
 
 
 class Outcome(NamedTuple):
@@ -228,6 +250,17 @@ class Account(Aggregate):
         if self.available - amount < -self.credit_limit:
             raise InsufficientBalance(self.available, amount, self.credit_limit)
 
+    def check_within_limits(self, effects: ev.Effects) -> None:
+        """Raises :class:`BalanceLimitExceeded` (422) when ``effects`` would
+        take a balance counter or the credit limit above 2^53 - 1 tokens, the
+        largest integer every JSON client reads exactly (contract v1.1)."""
+        for counter in COUNTERS:
+            after = getattr(self, counter) + getattr(effects, counter)
+            if after > MAX_COUNTER:
+                raise BalanceLimitExceeded(counter, after)
+        if effects.credit_limit is not None and effects.credit_limit > MAX_COUNTER:
+            raise BalanceLimitExceeded("credit_limit", effects.credit_limit)
+
     @staticmethod
     def check_expires_in_future(expires_at: datetime | None, now: datetime) -> None:
         if expires_at is not None and expires_at <= now:
@@ -364,11 +397,19 @@ class Account(Aggregate):
     def _record(self, event_class: type[ev.LedgerEntry], now: datetime, **fields: Any) -> Outcome:
         values: dict[str, Any] = dict(_ENTRY_DEFAULTS, account_id=self.account_id)
         values.update(fields)
+        if event_class not in _EXPIRIES:  # expiries only move what is there
+            self.check_within_limits(
+                event_class.effects_of(
+                    values["amount"], values["delta_available"], values["delta_held"]
+                )
+            )
         self.trigger_event(event_class, timestamp=now, **values)
         entry = self.pending_events[-1]
         assert isinstance(entry, ev.LedgerEntry)
         return Outcome(entry, self.balance())
 
+
+_EXPIRIES = (ev.HoldExpired, ev.CreditExpired)
 
 _ENTRY_DEFAULTS: dict[str, Any] = {
     "delta_available": 0,

@@ -145,6 +145,18 @@ class ValidationFailed(LedgerError):
         return cls([{"loc": loc, "msg": msg}])
 
 
+class BalanceLimitExceeded(LedgerError):
+    """422: the write would take ``counter`` to ``value`` tokens, above 2^53 - 1."""
+
+    status, code, title = 422, "balance-limit-exceeded", "Balance limit exceeded"
+
+    def __init__(self, counter: str, value: int) -> None:
+        super().__init__(
+            f"this write would take {counter} to {value} tokens, above 2^53 - 1",
+            extra={"counter": counter, "limit": 2**53 - 1},
+        )
+
+
 class IdempotencyKeyReused(LedgerError):
     status, code, title = 422, "idempotency-key-reused", "Idempotency key reused"
 

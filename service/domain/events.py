@@ -81,14 +81,19 @@ class LedgerEntry(Aggregate.Event):
 
     def effects(self) -> Effects:
         """The entry's changes to the balance counters."""
+        return self.effects_of(self.amount, self.delta_available, self.delta_held)
+
+    @classmethod
+    def effects_of(cls, amount: int, delta_available: int, delta_held: int) -> Effects:
+        """The changes an entry of this type with these amounts (tokens) makes."""
         counters: dict[str, int] = {}
-        counter = _COUNTER.get(self.entry_type)
+        counter = _COUNTER.get(cls.entry_type)
         if counter is not None:
-            counters[counter] = self.amount
-        limit = self.amount if self.entry_type is EntryType.CREDIT_LIMIT_CHANGE else None
+            counters[counter] = amount
+        limit = amount if cls.entry_type is EntryType.CREDIT_LIMIT_CHANGE else None
         return Effects(
-            available=self.delta_available,
-            held=self.delta_held,
+            available=delta_available,
+            held=delta_held,
             credit_limit=limit,
             **counters,
         )

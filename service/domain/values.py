@@ -15,6 +15,10 @@ from typing import Any
 
 MAX_AMOUNT = 10**15
 """Largest amount of one entry, in tokens (contract: ``1 ≤ amount ≤ 10^15``)."""
+MAX_COUNTER = 2**53 - 1
+"""Largest value of a balance counter or credit limit, in tokens (contract
+v1.1 ``balance-limit-exceeded``: the largest integer every JSON client reads
+exactly)."""
 
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 """The contract's ``account_id`` syntax."""

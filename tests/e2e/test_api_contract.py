@@ -1066,3 +1066,18 @@ def test_odd_but_valid_metadata_round_trips(client: TestClient) -> None:
     )
     assert r.status_code == 201, r.text
     assert r.json()["entry"]["metadata"] == metadata
+
+
+def test_a_write_past_2_to_the_53_is_refused_and_the_projection_keeps_up(
+    client: TestClient,
+) -> None:
+    account = new_account()
+    for _ in range(9):
+        last = purchase(client, account, 10**15)
+    r = client.post(f"/v1/accounts/{account}/purchases", json={"amount": 10**15}, headers=ADMIN)
+    assert_problem(r, 422, "balance-limit-exceeded")
+    entries = client.get(f"/v1/accounts/{account}/entries", headers=ADMIN).json()["entries"]
+    assert len(entries) == 9
+    projected = balance(client, account, last["entry"]["position"])
+    assert projected["available"] == 9 * 10**15 == projected["purchased"]
+    assert projected.get("stale") is None

@@ -77,3 +77,13 @@ def test_an_in_memory_store_works_without_migrations() -> None:
     _, key = store.create("a", ["read"])
     assert store.authenticate(key) is not None
     store.close()
+
+
+def test_two_processes_bootstrapping_at_once_create_one_admin_key_and_both_start(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = open_key_store(settings), open_key_store(settings)
+    assert bootstrap_admin(first, settings) is not None
+    monkeypatch.setattr(second, "count", lambda: 0)  # it looked before the first created
+    assert bootstrap_admin(second, settings) is None
+    assert [r.name for r in first.list()] == ["admin"]
