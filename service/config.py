@@ -8,8 +8,15 @@ from functools import cached_property
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
+"""Shortest ``LEDGER_SECRET_KEY`` accepted (HS256 wants a 256-bit key)."""
+PLACEHOLDERS = frozenset(
+    {"dev-admin-key-change-me", "dev-secret-change-me", "changeme", "change-me", "secret"}
+)
+"""Secrets that documentation or samples ever showed: refused at start."""
 
 APPLICATION_NAME = "Ledger"
 """The eventsourcing application name; PostgreSQL tables are ``ledger_*``."""
@@ -48,6 +55,22 @@ class Settings(BaseSettings):
     """``ledger serve`` runs the projection in-process (set false to run
     ``ledger project`` apart)."""
     log_level: str = "info"
+
+    @field_validator("secret_key", "admin_api_key")
+    @classmethod
+    def _no_placeholder(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Refuses a known placeholder, and a ``secret_key`` under 32 bytes
+        (anyone knowing it could forge stream tokens)."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if secret.strip().lower() in PLACEHOLDERS or "change-me" in secret.lower():
+            msg = "is a placeholder: set a random secret"
+            raise ValueError(msg)
+        if info.field_name == "secret_key" and len(secret.encode()) < MIN_SECRET_BYTES:
+            msg = f"must be at least {MIN_SECRET_BYTES} bytes"
+            raise ValueError(msg)
+        return value
 
     @cached_property
     def backend(self) -> Literal["postgres", "sqlite"]:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
+from service.api import redaction
 from service.api.auth import StreamTokens
 from service.api.errors import install_error_handlers
 from service.api.fast_path import FastPathMiddleware
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     environment) at startup unless one is given; starts it unless it runs
     already, and then stops it at shutdown."""
     metrics = Metrics()
+    redaction.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
