@@ -79,9 +79,9 @@ Choices where the contract is silent:
   store failures → 503 `unavailable` with `Retry-After`, anything unexpected →
   500 `internal-error` without details.
 - `/healthz`, `/readyz` and `/metrics` need no credentials (keep them on an
-  internal network). `/readyz` is 503 when the database is unreachable, when
-  Redis is configured but down, or when the projection lags more than 10000
-  positions.
+  internal network). `/readyz` is 503 when the database is unreachable or
+  when the projection lags more than 10000 positions; with Redis configured
+  but down it answers 200 with `"status": "degraded"`.
 """
 
 

@@ -99,9 +99,12 @@ def outage() -> Iterator[tuple[str, Relay]]:
 def ready(http: httpx.Client, want: bool, timeout: float = 15) -> None:
     """Waits until /readyz reports the bridge up (``want``) or down."""
     deadline = time.monotonic() + timeout
-    while (http.get("/readyz").json().get("checks", {}).get("broker") == "ok") != want:
+    while ((r := http.get("/readyz")).json().get("checks", {}).get("broker") == "ok") != want:
         assert time.monotonic() < deadline, f"broker never became {'up' if want else 'down'}"
         time.sleep(0.05)
+    # Contract v1.1: Redis down is 200 "degraded", never a 503.
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == ("ready" if want else "degraded")
 
 
 def post(http: httpx.Client, account: str, kind: str, amount: int) -> dict:
