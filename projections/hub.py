@@ -62,6 +62,8 @@ class StreamHub:
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._remove: Any = None
+        self.open_streams = 0
+        """Streams this process serves now (``service.api.streams`` counts them)."""
         self.latest = LatestBalances(broker)
         """Every account's latest balance heard on the bridge (balance reads)."""
 

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     """Signs stream tokens (HMAC); random per process when unset."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
+    max_streams: int = Field(default=20_000, ge=1)
+    """Open SSE streams per process; beyond it a new stream is answered 503."""
     sweep_seconds: float = Field(default=1.0, gt=0)
     """How often the expiry sweeper looks for due holds and credits (seconds)."""
     poll_seconds: float = Field(default=0.05, gt=0)

@@ -26,9 +26,10 @@ from starlette.types import Message, Send
 
 from projections.watches import Change, CoalescingWatch, Watch, encode_frame
 from service.api.deps import AccountReader, Auditor, RuntimeDep
+from service.api.schemas import MAX_POSITION
 from service.application.reads import rendered_entries
 from service.application.rendering import render_balance
-from service.domain.errors import ValidationFailed
+from service.domain.errors import Unavailable, ValidationFailed
 from service.domain.values import Balance, account_uuid, is_valid_account_id
 from service.runtime import Runtime
 
@@ -40,7 +41,9 @@ PING = ServerSentEvent(comment="ping", sep="\n").encode()
 BATCH = 500
 LAST = 2**62
 """A position after every stored one (``version_at_position``: the latest)."""
-LastEventId = Annotated[int | None, Query(ge=0, description="Resume after this position")]
+LastEventId = Annotated[
+    int | None, Query(ge=0, le=MAX_POSITION, description="Resume after this position")
+]
 StillValid = Callable[[], bool] | None
 """Checked at every ping: ``False`` ends the stream (expired/revoked credentials)."""
 
@@ -53,14 +56,27 @@ def _resume_from(request: Request, last_event_id: int | None) -> int | None:
         value = int(header)
     except ValueError:
         raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position") from None
-    if value < 0:
-        raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position")
+    if not 0 <= value <= MAX_POSITION:
+        raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position (0..2^63-1)")
     return value
 
 
 def _check_account(account_id: str) -> None:
     if not is_valid_account_id(account_id):
         raise ValidationFailed.at(["path", "account_id"], "invalid account id")
+
+
+async def _counted(runtime: Runtime, frames: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``frames``, counted among the hub's open streams while they run."""
+    runtime.hub.open_streams += 1
+    try:
+        async for frame in frames:
+            yield frame
+    finally:
+        runtime.hub.open_streams -= 1
+        aclose = getattr(frames, "aclose", None)
+        if aclose is not None:  # end the stream's watch now, not at collection
+            await aclose()
 
 
 class _EventStream(EventSourceResponse):
@@ -75,10 +91,18 @@ class _EventStream(EventSourceResponse):
             await send(message)
 
 
-def _response(frames: AsyncIterator[bytes]) -> EventSourceResponse:
+def _response(runtime: Runtime, frames: AsyncIterator[bytes]) -> EventSourceResponse:
+    """The SSE response of ``frames``.
+
+    Raises:
+        Unavailable: this process already holds ``LEDGER_MAX_STREAMS`` open
+            streams (503, ``Retry-After``).
+    """
+    if runtime.hub.open_streams >= runtime.settings.max_streams:
+        raise Unavailable("too many open streams in this process; retry later", retry_after=5)
     # ping=0: sse-starlette starts no ping task; the generators ping themselves.
     return _EventStream(
-        frames,
+        _counted(runtime, frames),
         ping=0,
         sep="\n",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -122,7 +146,7 @@ async def balance_stream(
     then every change in position order."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(balance_frames(runtime, account_id, resume))
+    return _response(runtime, balance_frames(runtime, account_id, resume))
 
 
 async def balance_frames(
@@ -165,7 +189,7 @@ async def entries_stream(
     ones follow, none missing, none twice; without one, live entries only."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(entry_frames(runtime, account_id, resume))
+    return _response(runtime, entry_frames(runtime, account_id, resume))
 
 
 async def entry_frames(
@@ -217,7 +241,7 @@ async def all_balances_stream(
     Last-Event-ID, first each account's latest balance changed after it. A slow
     reader skips intermediate balances, never an account's latest."""
     resume = _resume_from(request, last_event_id)
-    return _response(all_balance_frames(runtime, resume))
+    return _response(runtime, all_balance_frames(runtime, resume))
 
 
 async def all_balance_frames(

@@ -1081,3 +1081,22 @@ def test_a_write_past_2_to_the_53_is_refused_and_the_projection_keeps_up(
     projected = balance(client, account, last["entry"]["position"])
     assert projected["available"] == 9 * 10**15 == projected["purchased"]
     assert projected.get("stale") is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "params"),
+    [
+        ({"Last-Event-ID": str(2**63)}, {}),
+        ({}, {"last_event_id": 2**63}),
+        ({"Last-Event-ID": "x"}, {}),
+    ],
+)
+def test_an_out_of_range_last_event_id_is_refused_before_the_stream_starts(
+    client: TestClient, headers: dict[str, str], params: dict[str, int]
+) -> None:
+    r = client.get(
+        f"/v1/accounts/{new_account()}/entries/stream",
+        headers={**ADMIN, **headers},
+        params=params,
+    )
+    assert_problem(r, 422, "validation-error")

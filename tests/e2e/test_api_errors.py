@@ -86,3 +86,15 @@ def test_readyz_is_503_when_the_database_is_unreachable(
     assert r.json()["code"] == "unavailable"
     assert r.json()["checks"]["database"] == "unreachable"
     assert "Retry-After" in r.headers
+
+
+def test_a_stream_past_ledger_max_streams_is_answered_503(
+    client: TestClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = app.state.runtime
+    monkeypatch.setattr(runtime.settings, "max_streams", 1)
+    monkeypatch.setattr(runtime.hub, "open_streams", 1)
+    r = client.get("/v1/accounts/someone/balance/stream", headers=ADMIN)
+    assert r.status_code == 503
+    assert r.json()["code"] == "unavailable"
+    assert r.headers["Retry-After"].isdigit()
