@@ -44,6 +44,9 @@ class KeyCache:
         self._lock = threading.Lock()
         self._by_hash: dict[str, _Entry] = {}
         self._by_name: dict[str, _Entry] = {}
+        self.revoked: set[str] = set()
+        """Names revoked since this process started (here or, through the
+        bridge, elsewhere): open streams of these keys end at their next ping."""
         self.cached = CachedKeys(self)
         """The same lookups, answering only from the cache (else :class:`CacheMiss`)."""
 
@@ -70,10 +73,15 @@ class KeyCache:
 
     def forget(self, name: str) -> None:
         """Drops every entry of the key ``name`` (revoked here or elsewhere)."""
+        self.revoked.add(name)
         with self._lock:
             self._by_name.pop(name, None)
             for digest in [d for d, e in self._by_hash.items() if e.record.name == name]:
                 del self._by_hash[digest]
+
+    def created(self, name: str) -> None:
+        """A key named ``name`` was (re)created here: its streams may run."""
+        self.revoked.discard(name)
 
     def revoke(self, name: str) -> None:
         """Revokes ``name`` in the store and forgets it here.

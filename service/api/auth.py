@@ -35,6 +35,8 @@ class Principal:
     name: str
     scopes: frozenset[str]
     stream_account: str | None = None
+    expires: float | None = None
+    """A stream token's expiry (Unix seconds); ``None`` for an API key."""
 
     @property
     def is_stream_token(self) -> bool:
@@ -90,8 +92,9 @@ class StreamTokens:
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
         return StreamToken(token, account_id, rfc3339(datetime.fromtimestamp(expires, UTC)) or "")
 
-    def verify(self, token: str) -> tuple[str, str] | None:
-        """``(account_id, issuer)`` of a valid, unexpired token, else ``None``."""
+    def verify(self, token: str) -> tuple[str, str, float] | None:
+        """``(account_id, issuer, expiry in Unix seconds)`` of a valid,
+        unexpired token, else ``None``."""
         try:
             claims = jwt.decode(
                 token,
@@ -103,10 +106,12 @@ class StreamTokens:
             return None
         if claims.get("typ") != STREAM_TOKEN_TYPE:
             return None
-        account, issuer = claims.get("sub"), claims.get("act")
+        account, issuer, expiry = claims.get("sub"), claims.get("act"), claims.get("exp")
         if not isinstance(account, str) or not isinstance(issuer, str):
             return None
-        return account, issuer
+        if not isinstance(expiry, int | float):
+            return None
+        return account, issuer, float(expiry)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -160,7 +165,7 @@ def _stream_principal(keys: KeyLookup, tokens: StreamTokens, token: str) -> Prin
     verified = tokens.verify(token)
     if verified is None:
         raise Unauthorized("invalid or expired stream token")
-    account_id, issuer = verified
+    account_id, issuer, expiry = verified
     if keys.get(issuer) is None:
         raise Unauthorized("the API key that issued this stream token was revoked")
-    return Principal(issuer, frozenset(), stream_account=account_id)
+    return Principal(issuer, frozenset(), stream_account=account_id, expires=expiry)

@@ -16,6 +16,7 @@ extra task per stream), which is also where ``still_valid`` can end a stream.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
 from projections.watches import Change, CoalescingWatch, Watch, encode_frame
+from service.api.auth import Principal
 from service.api.deps import AccountReader, Auditor, RuntimeDep
 from service.api.schemas import MAX_POSITION
 from service.application.reads import rendered_entries
@@ -59,6 +61,21 @@ def _resume_from(request: Request, last_event_id: int | None) -> int | None:
     if not 0 <= value <= MAX_POSITION:
         raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position (0..2^63-1)")
     return value
+
+
+def credential_check(runtime: Runtime, principal: Principal) -> Callable[[], bool]:
+    """What a stream asks at each ping (contract v1.1: a stream ends within one
+    ping interval of its credential expiring or being revoked): the stream
+    token has not expired, and the API key behind it (or used directly) has
+    not been revoked here or, as the bridge told, elsewhere."""
+    revoked, name, expires = runtime.key_cache.revoked, principal.name, principal.expires
+
+    def still_valid() -> bool:
+        if expires is not None and time.time() >= expires:
+            return False
+        return name not in revoked
+
+    return still_valid
 
 
 def _check_account(account_id: str) -> None:
@@ -146,7 +163,8 @@ async def balance_stream(
     then every change in position order."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, balance_frames(runtime, account_id, resume))
+    still_valid = credential_check(runtime, principal)
+    return _response(runtime, balance_frames(runtime, account_id, resume, still_valid))
 
 
 async def balance_frames(
@@ -189,7 +207,8 @@ async def entries_stream(
     ones follow, none missing, none twice; without one, live entries only."""
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, entry_frames(runtime, account_id, resume))
+    still_valid = credential_check(runtime, principal)
+    return _response(runtime, entry_frames(runtime, account_id, resume, still_valid))
 
 
 async def entry_frames(
@@ -241,7 +260,9 @@ async def all_balances_stream(
     Last-Event-ID, first each account's latest balance changed after it. A slow
     reader skips intermediate balances, never an account's latest."""
     resume = _resume_from(request, last_event_id)
-    return _response(runtime, all_balance_frames(runtime, resume))
+    return _response(
+        runtime, all_balance_frames(runtime, resume, credential_check(runtime, principal))
+    )
 
 
 async def all_balance_frames(

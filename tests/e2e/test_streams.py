@@ -244,3 +244,40 @@ def test_an_expired_hold_reaches_the_balance_stream_within_15_seconds(
     entries = client.get(f"/v1/accounts/{account}/entries").json()["entries"]
     assert [e["type"] for e in entries] == ["purchase", "hold", "hold_expiry"]
     assert entries[2]["hold_id"] == placed.json()["entry"]["hold_id"]
+
+
+def test_a_stream_ends_within_a_ping_of_its_key_being_revoked(
+    base_url: str, client: httpx.Client
+) -> None:
+    name = f"reader-{uuid.uuid4().hex[:8]}"
+    created = client.post("/v1/api-keys", json={"name": name, "scopes": ["read"]})
+    key = {"Authorization": f"Bearer {created.json()['key']}"}
+    account = new_account()
+    stream = StreamReader(f"{base_url}/v1/accounts/{account}/balance/stream", key)
+    try:
+        assert stream.status == 200
+        stream.next_data()
+        assert client.delete(f"/v1/api-keys/{name}").status_code == 204
+        assert stream.ended(3.0), "the stream outlived its revoked key"  # ping every 1 s
+        r = httpx.get(f"{base_url}/v1/accounts/{account}/balance/stream", headers=key)
+        assert r.status_code == 401
+    finally:
+        stream.close()
+
+
+def test_a_stream_ends_within_a_ping_of_its_stream_token_expiring(
+    base_url: str, client: httpx.Client
+) -> None:
+    account = new_account()
+    issued = client.post(f"/v1/accounts/{account}/stream-tokens", json={"ttl_seconds": 2})
+    token = issued.json()["token"]
+    url = f"{base_url}/v1/accounts/{account}/balance/stream?access_token={token}"
+    stream = StreamReader(url)
+    try:
+        assert stream.status == 200
+        stream.next_data()
+        assert not stream.ended(0.5)  # still valid
+        assert stream.ended(5.0), "the stream outlived its token"  # 2 s TTL + 1 s ping
+        assert httpx.get(url).status_code == 401
+    finally:
+        stream.close()

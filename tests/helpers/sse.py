@@ -120,6 +120,11 @@ class StreamReader:
             if frame.data is not None:
                 return frame
 
+    def ended(self, timeout: float) -> bool:
+        """Whether the server closed the stream within ``timeout`` seconds."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def close(self) -> None:
         self._closed = True
         self._resumed.set()

@@ -49,6 +49,7 @@ def create_api_key(
     runtime: RuntimeDep,
 ) -> JSONResponse:
     record, key = runtime.keys.create(body.value.name, body.value.scopes)
+    runtime.key_cache.created(record.name)
     created = {"name": record.name, "scopes": list(record.scopes), "key": key,
                "created_at": record.created_at}  # fmt: skip
     return JSONResponse(created, status_code=201, headers={"Cache-Control": "no-store"})
