@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from projections.sql import COUNTERS
 from service.application.rendering import rfc3339
 from service.domain.events import (
     CreditExpired,
@@ -23,7 +22,7 @@ from service.domain.events import (
     LedgerEntry,
     Purchased,
 )
-from service.domain.values import entry_id_for
+from service.domain.values import COUNTERS, entry_id_for
 
 Positioned = tuple[LedgerEntry, int]
 """An entry and its position in the log."""

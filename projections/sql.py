@@ -9,16 +9,8 @@ from __future__ import annotations
 
 import re
 
-COUNTERS = (
-    "available",
-    "held",
-    "purchased",
-    "granted",
-    "consumed",
-    "refunded",
-    "deducted",
-    "expired",
-)
+from service.domain.values import COUNTERS
+
 BALANCE_COLUMNS = (
     "account_id",
     *COUNTERS[:2],

@@ -25,6 +25,7 @@ from service.domain.errors import (
     ValidationFailed,
 )
 from service.domain.values import (
+    COUNTERS,
     MAX_COUNTER,
     Balance,
     Bucket,
@@ -36,19 +37,6 @@ from service.domain.values import (
 
 SYSTEM_ACTOR = "system"
 """``actor`` of the entries the ledger records by itself (expiries)."""
-
-
-COUNTERS = (
-    "available",
-    "held",
-    "purchased",
-    "granted",
-    "consumed",
-    "refunded",
-    "deducted",
-    "expired",
-)
-"""The balance counters an entry may raise (tokens)."""
 
 
 class Outcome(NamedTuple):

@@ -15,6 +15,18 @@ from typing import Any
 
 MAX_AMOUNT = 10**15
 """Largest amount of one entry, in tokens (contract: ``1 ≤ amount ≤ 10^15``)."""
+COUNTERS = (
+    "available",
+    "held",
+    "purchased",
+    "granted",
+    "consumed",
+    "refunded",
+    "deducted",
+    "expired",
+)
+"""The balance counters of an account (tokens), as the contract's Balance
+names them; every entry changes some of them by its effects."""
 MAX_COUNTER = 2**53 - 1
 """Largest value of a balance counter or credit limit, in tokens (contract
 v1.1 ``balance-limit-exceeded``: the largest integer every JSON client reads
