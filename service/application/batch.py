@@ -1,8 +1,9 @@
-"""``POST /v1/batch`` operations as :class:`Write` plans (contract v1.1).
+"""Write requests as :class:`Write` plans: one path for the single writes and
+the ``POST /v1/batch`` operations (contract v1.1).
 
-Each operation stands for the single write of its kind, with the same fields,
-rules and idempotency: its key is fingerprinted as the single write's, so a
-single write and an equal batch operation under one key replay each other.
+Each batch operation stands for the single write of its kind, with the same
+fields, rules and idempotency: its key is fingerprinted as the single write's,
+so a single write and an equal batch operation under one key replay each other.
 """
 
 from __future__ import annotations
@@ -14,9 +15,30 @@ from uuid import UUID
 from service.application import commands
 from service.application.idempotency import IdempotencyRequest
 from service.application.ledger import Ledger, Write
+from service.domain.errors import EntryNotFound, HoldNotFound
 
 NEEDS_STORE = frozenset({"refund", "capture", "release"})
 """Kinds whose plan first reads the entry they name (blocking)."""
+TARGETS: dict[str, tuple[type[HoldNotFound] | type[EntryNotFound], str]] = {
+    "refund": (EntryNotFound, "consumption"),
+    "capture": (HoldNotFound, "hold"),
+    "release": (HoldNotFound, "hold"),
+}
+"""The error answered for an id that names nothing, per kind naming one."""
+
+
+def parse_target(kind: str, value: str) -> UUID:
+    """The id a refund, capture or release names (path or operation field).
+
+    Raises:
+        EntryNotFound, HoldNotFound: ``value`` is not a UUID (404), as for an
+            id that names nothing.
+    """
+    try:
+        return UUID(value)
+    except ValueError:
+        error, what = TARGETS[kind]
+        raise error(f"no {what} {value}") from None
 
 
 @dataclass(frozen=True)
@@ -95,3 +117,10 @@ def plan(ledger: Ledger, op: Operation, actor: str) -> Write:
     if op.kind == "release":
         return commands.release_hold(ledger, account, op.target, actor=actor, idem=idem)
     raise ValueError(op.kind)
+
+
+def plan_credit_limit(op: Operation, actor: str) -> Write:
+    """The :class:`Write` of ``PATCH /v1/accounts/{id}`` (not a batch kind)."""
+    return commands.set_credit_limit(
+        op.account_id, op.fields.credit_limit, actor=actor, idem=op.idempotency
+    )

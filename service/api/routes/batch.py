@@ -11,7 +11,6 @@ Answered 200 means every 201 result is durably recorded.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -30,15 +29,13 @@ from service.api.errors import validation_errors
 from service.api.responses import FastJSONResponse
 from service.api.routes.writes import ERRORS
 from service.api.write_requests import caller
-from service.application.batch import NEEDS_STORE, Operation, plan
+from service.application.batch import NEEDS_STORE, Operation, parse_target, plan
 from service.application.idempotency import IdempotencyRequest
 from service.application.ledger import Write, WriteResult
-from service.domain.errors import EntryNotFound, HoldNotFound, LedgerError, ValidationFailed
+from service.domain.errors import LedgerError, ValidationFailed
 from service.domain.values import is_valid_account_id
 
 router = APIRouter(tags=["writes"])
-
-_NOT_FOUND = {"refund": (EntryNotFound, "consumption"), "capture": (HoldNotFound, "hold")}
 
 
 def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
@@ -74,7 +71,7 @@ def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
         named = fields.pop(id_name, None)
         if not isinstance(named, str):
             raise ValidationFailed.at([*at, id_name], "a string id is required")
-        target = _uuid(kind, named)
+        target = parse_target(kind, named)
     try:
         value = OPERATION_MODELS[kind].model_validate(fields)
     except ValidationError as error:
@@ -83,14 +80,6 @@ def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
         fields[id_name] = raw[id_name]
     idem = IdempotencyRequest.of(key, kind, account_id, fields) if key is not None else None
     return Operation(kind, account_id, value, target, idem)
-
-
-def _uuid(kind: str, value: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        error, what = _NOT_FOUND.get(kind, (HoldNotFound, "hold"))
-        raise error(f"no {what} {value}") from None
 
 
 def _result(answer: WriteResult | LedgerError) -> dict[str, Any]:

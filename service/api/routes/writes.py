@@ -3,7 +3,9 @@ account settings. Each checks its request, calls
 ``service.application.commands``, renders.
 
 Handlers are ``async`` and take the ``Request`` alone (see
-``service.api.write_requests``): a write is queued for the committer (group
+``service.api.write_requests``); each becomes the same :class:`Operation` a
+``/v1/batch`` operation of its kind becomes, planned by
+``service.application.batch``. A write is queued for the committer (group
 commit) and awaited on the event loop, without a thread hop; only captures,
 releases and refunds first read the entry they name, in the threadpool.
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, TypeVar
-from uuid import UUID
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -32,11 +33,14 @@ from service.api.schemas import (
     WriteResult,
 )
 from service.api.write_requests import write_doc, write_request
-from service.application import commands
-from service.application.ledger import Write
+from service.application.batch import (
+    NEEDS_STORE,
+    Operation,
+    parse_target,
+    plan,
+    plan_credit_limit,
+)
 from service.application.ledger import WriteResult as Result
-from service.domain.errors import EntryNotFound, HoldNotFound
-from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["writes"])
 
@@ -51,15 +55,25 @@ def _render(result: Result) -> FastJSONResponse:
     return FastJSONResponse(result.body, status_code=result.status, headers=headers)
 
 
-async def _submit(runtime: Runtime, write: Write) -> FastJSONResponse:
-    return _render(await runtime.ledger.submit_write(write))
-
-
-def _uuid(value: str, not_found: type[HoldNotFound] | type[EntryNotFound], what: str) -> UUID:
-    try:
-        return UUID(value)
-    except ValueError:
-        raise not_found(f"no {what} {value}") from None
+async def _write(
+    request: Request, scope: str, kind: str, model: type[Any], path_id: str | None = None
+) -> FastJSONResponse:
+    """Checks the request, plans its write as the batch operation of ``kind``
+    would be planned, and answers once it is committed."""
+    w = await write_request(request, scope, model)
+    target, named = None, {}
+    if path_id is not None:
+        value = str(request.path_params[path_id])
+        target, named = parse_target(kind, value), {path_id: value}
+    op = Operation(kind, w.account_id, w.value, target, w.idempotency(kind, **named))
+    actor, ledger = w.principal.name, w.runtime.ledger
+    if kind == "credit_limit":
+        write = plan_credit_limit(op, actor)
+    elif kind in NEEDS_STORE:
+        write = await run_in_threadpool(plan, ledger, op, actor)
+    else:
+        write = plan(ledger, op, actor)
+    return _render(await ledger.submit_write(write))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,159 +95,46 @@ def _write_route(
 
 @_write_route("/purchases", PurchaseCreate, "Add purchased tokens (scope purchase)")
 async def create_purchase(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "purchase", PurchaseCreate)
-    v = w.value
-    return await _submit(
-        w.runtime,
-        commands.purchase(
-            w.account_id,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("purchase"),
-            payment_reference=v.payment_reference,
-            expires_at=v.expires_at,
-            metadata=v.metadata,
-        ),
-    )
+    return await _write(request, "purchase", "purchase", PurchaseCreate)
 
 
 @_write_route("/grants", GrantCreate, "Grant free tokens (scope grant)")
 async def create_grant(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "grant", GrantCreate)
-    v = w.value
-    return await _submit(
-        w.runtime,
-        commands.grant(
-            w.account_id,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("grant"),
-            reason=v.reason,
-            expires_at=v.expires_at,
-            metadata=v.metadata,
-        ),
-    )
+    return await _write(request, "grant", "grant", GrantCreate)
 
 
 @_write_route("/consumptions", ConsumptionCreate, "Consume tokens, 402 when short (scope consume)")
 async def create_consumption(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "consume", ConsumptionCreate)
-    v = w.value
-    return await _submit(
-        w.runtime,
-        commands.consume(
-            w.account_id,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("consume"),
-            operation=v.operation,
-            model=v.model,
-            metadata=v.metadata,
-        ),
-    )
+    return await _write(request, "consume", "consume", ConsumptionCreate)
 
 
 @_write_route("/deductions", DeductionCreate, "Deduct tokens, 402 when short (scope grant)")
 async def create_deduction(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "grant", DeductionCreate)
-    v = w.value
-    return await _submit(
-        w.runtime,
-        commands.deduct(
-            w.account_id,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("deduct"),
-            reason=v.reason,
-            metadata=v.metadata,
-        ),
-    )
+    return await _write(request, "grant", "deduct", DeductionCreate)
 
 
 @_write_route("/consumptions/{entry_id}/refunds", RefundCreate, "Refund a consumption", "entry_id")
 async def create_refund(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "consume", RefundCreate)
-    entry_id = str(request.path_params["entry_id"])
-    target = _uuid(entry_id, EntryNotFound, "consumption")
-    v = w.value
-    write = await run_in_threadpool(
-        lambda: commands.refund(
-            w.runtime.ledger,
-            w.account_id,
-            target,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("refund", entry_id=entry_id),
-            reason=v.reason,
-        )
-    )
-    return await _submit(w.runtime, write)
+    return await _write(request, "consume", "refund", RefundCreate, "entry_id")
 
 
 @_write_route("/holds", HoldCreate, "Reserve tokens for a while (scope consume)")
 async def create_hold(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "consume", HoldCreate)
-    v = w.value
-    return await _submit(
-        w.runtime,
-        commands.place_hold(
-            w.account_id,
-            v.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("hold"),
-            ttl_seconds=v.ttl_seconds,
-            operation=v.operation,
-            metadata=v.metadata,
-        ),
-    )
+    return await _write(request, "consume", "hold", HoldCreate)
 
 
 @_write_route(
     "/holds/{hold_id}/capture", CaptureCreate, "Consume a hold, release the rest", "hold_id"
 )
 async def capture_hold(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "consume", CaptureCreate)
-    hold_id = str(request.path_params["hold_id"])
-    hold = _uuid(hold_id, HoldNotFound, "hold")
-    write = await run_in_threadpool(
-        lambda: commands.capture_hold(
-            w.runtime.ledger,
-            w.account_id,
-            hold,
-            w.value.amount,
-            actor=w.principal.name,
-            idem=w.idempotency("capture", hold_id=hold_id),
-        )
-    )
-    return await _submit(w.runtime, write)
+    return await _write(request, "consume", "capture", CaptureCreate, "hold_id")
 
 
 @_write_route("/holds/{hold_id}/release", ReleaseCreate, "Release a hold", "hold_id")
 async def release_hold(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "consume", ReleaseCreate)
-    hold_id = str(request.path_params["hold_id"])
-    hold = _uuid(hold_id, HoldNotFound, "hold")
-    write = await run_in_threadpool(
-        lambda: commands.release_hold(
-            w.runtime.ledger,
-            w.account_id,
-            hold,
-            actor=w.principal.name,
-            idem=w.idempotency("release", hold_id=hold_id),
-        )
-    )
-    return await _submit(w.runtime, write)
+    return await _write(request, "consume", "release", ReleaseCreate, "hold_id")
 
 
 @_write_route("", AccountUpdate, "Change account settings: credit limit (admin)", method="PATCH")
 async def update_account(request: Request) -> FastJSONResponse:
-    w = await write_request(request, "admin", AccountUpdate)
-    return await _submit(
-        w.runtime,
-        commands.set_credit_limit(
-            w.account_id,
-            w.value.credit_limit,
-            actor=w.principal.name,
-            idem=w.idempotency("credit_limit"),
-        ),
-    )
+    return await _write(request, "admin", "credit_limit", AccountUpdate)
