@@ -26,7 +26,9 @@ from service.domain.errors import (
 )
 from service.domain.values import (
     COUNTERS,
+    MAX_ACTIVE_HOLDS,
     MAX_COUNTER,
+    MAX_CREDIT_BUCKETS,
     Balance,
     Bucket,
     Draw,
@@ -81,6 +83,7 @@ class Account(Aggregate):
     ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
+        self.check_room_for_bucket(amount)
         return self._record(
             ev.Purchased,
             now,
@@ -95,6 +98,7 @@ class Account(Aggregate):
     ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
+        self.check_room_for_bucket(amount)
         return self._record(
             ev.Granted, now, amount=amount, delta_available=amount, expires_at=expires_at, **fields
         )
@@ -107,6 +111,7 @@ class Account(Aggregate):
 
     def place_hold(self, amount: int, *, ttl_seconds: int, now: datetime, **fields: Any) -> Outcome:
         self.settle(now)  # expiries first: the hold's entry is then at version + 1
+        self.check_room_for_hold()
         expires_at = now + timedelta(seconds=ttl_seconds)
         hold_id = str(entry_id_for(self.id, self.version + 1))
         return self._debit(
@@ -248,6 +253,28 @@ class Account(Aggregate):
                 raise BalanceLimitExceeded(counter, after)
         if effects.credit_limit is not None and effects.credit_limit > MAX_COUNTER:
             raise BalanceLimitExceeded("credit_limit", effects.credit_limit)
+
+    def check_room_for_hold(self) -> None:
+        """Raises :class:`ValidationFailed` (422) when the account already has
+        ``MAX_ACTIVE_HOLDS`` (1,000) holds open."""
+        if len(self.holds) >= MAX_ACTIVE_HOLDS:
+            raise ValidationFailed.at(
+                ["body", "amount"],
+                f"the account already has {MAX_ACTIVE_HOLDS} active holds, the most it may"
+                " have: capture or release one first",
+            )
+
+    def check_room_for_bucket(self, amount: int) -> None:
+        """Raises :class:`ValidationFailed` (422) when a credit of ``amount``
+        tokens would open a credit bucket beyond ``MAX_CREDIT_BUCKETS`` (1,000)
+        buckets with tokens left. A credit that only repays debt opens none."""
+        opens_bucket = amount > max(self.debt, 0)
+        if opens_bucket and len(self.buckets) >= MAX_CREDIT_BUCKETS:
+            raise ValidationFailed.at(
+                ["body", "amount"],
+                f"the account already has {MAX_CREDIT_BUCKETS} credit buckets with tokens"
+                " left, the most it may have",
+            )
 
     @staticmethod
     def check_expires_in_future(expires_at: datetime | None, now: datetime) -> None:

@@ -32,6 +32,13 @@ MAX_COUNTER = 2**53 - 1
 v1.1 ``balance-limit-exceeded``: the largest integer every JSON client reads
 exactly)."""
 
+MAX_ACTIVE_HOLDS = 1000
+"""Most holds an account may have open at once; one more is refused (422)."""
+
+MAX_CREDIT_BUCKETS = 1000
+"""Most credit buckets with tokens left an account may have; a purchase or grant
+that would open one more is refused (422)."""
+
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
 """The contract's ``account_id`` syntax."""
 
