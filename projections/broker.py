@@ -1,7 +1,8 @@
 """The pub/sub bridge: Redis in production, an in-process broker by default.
 
 The projection publishes from its own thread (:meth:`Broker.publish_many` is
-synchronous and never raises: a bridge outage must not stop the projection).
+synchronous, never blocks on Redis and never raises: a bridge outage must not
+stop or slow the projection; see ``projections.publisher``).
 Each process keeps ONE Redis connection that pattern-subscribes to every ledger
 channel; the messages are handed to listeners registered with
 :meth:`Broker.add_listener` (one channel) or :meth:`Broker.add_prefix_listener`
@@ -22,6 +23,7 @@ import redis
 import redis.asyncio as aioredis
 
 from projections.channels import PREFIX
+from projections.publisher import BackgroundPublisher
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +46,6 @@ class Broker(Protocol):
     def epoch(self) -> int:
         """Bumped whenever messages may have been lost (listener reconnected,
         a publish failed): readers then catch up from the store once."""
-        ...
-
-    def publish(self, channel: str, message: Message) -> None:
-        """Publishes ``message`` on ``channel``; thread-safe, never raises."""
         ...
 
     def publish_many(self, messages: list[tuple[str, Message]]) -> None:
@@ -119,9 +117,6 @@ class InProcessBroker(_Listeners):
     healthy = True
     epoch = 0
 
-    def publish(self, channel: str, message: Message) -> None:
-        self.publish_many([(channel, message)])
-
     def publish_many(self, messages: list[tuple[str, Message]]) -> None:
         loop = self._loop
         if loop is None:
@@ -148,12 +143,16 @@ class RedisBroker(_Listeners):
         self.namespace = namespace
         """Prefixed to every channel on Redis: pub/sub ignores the database
         number, so deployments sharing a Redis server keep apart."""
-        self._publisher = redis.Redis.from_url(
-            url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
-        )
         self._healthy = False
         self._epoch = 0
         self._task: asyncio.Task[None] | None = None
+        self._publisher = BackgroundPublisher(
+            redis.Redis.from_url(
+                url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
+            ),
+            namespace,
+            on_lost=self._lost,
+        )
 
     @property
     def healthy(self) -> bool:
@@ -163,18 +162,11 @@ class RedisBroker(_Listeners):
     def epoch(self) -> int:
         return self._epoch
 
-    def publish(self, channel: str, message: Message) -> None:
-        self.publish_many([(channel, message)])
-
     def publish_many(self, messages: list[tuple[str, Message]]) -> None:
-        try:
-            with self._publisher.pipeline(transaction=False) as pipe:
-                for channel, message in messages:
-                    pipe.publish(self.namespace + channel, orjson.dumps(message))
-                pipe.execute()
-        except redis.RedisError as error:
-            self._epoch += 1  # lost: listeners catch up from the store
-            log.warning("bridge publish failed: %s", error)
+        self._publisher.put(messages)
+
+    def _lost(self) -> None:
+        self._epoch += 1  # messages lost: listeners catch up from the store
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._listen_forever(), name="redis-bridge")
@@ -186,7 +178,7 @@ class RedisBroker(_Listeners):
                 await self._task
         self._healthy = False
         with contextlib.suppress(Exception):
-            self._publisher.close()
+            await asyncio.to_thread(self._publisher.close)
 
     async def _listen_forever(self) -> None:
         while True:

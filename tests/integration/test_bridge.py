@@ -154,8 +154,11 @@ def test_an_unreachable_bridge_is_unhealthy_and_a_failed_publish_neither_raises_
         await broker.start()
         try:
             epoch = broker.epoch
-            await asyncio.to_thread(broker.publish_many, [(POSITIONS, {"position": 1})])
-            assert broker.epoch == epoch + 1  # streams catch up from the store
+            broker.publish_many([(POSITIONS, {"position": 1})])  # queued: returns at once
+            deadline = time.monotonic() + 5
+            while broker.epoch == epoch and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert broker.epoch == epoch + 1  # the failed send: streams catch up from the store
             assert not broker.healthy
         finally:
             await broker.close()
