@@ -120,6 +120,7 @@ class Settings(BaseSettings):
             POSTGRES_MAX_OVERFLOW=str(max(self.database_pool_size - 1, 0)),
             POSTGRES_CONN_MAX_AGE="600",
             POSTGRES_LOCK_TIMEOUT="10",
+            POSTGRES_CONNECT_TIMEOUT="2",  # seconds to wait for a pooled connection
             APPLICATION_RECORDER_TOPIC="service.adapters.recorders:PostgresLedgerRecorder",
         )
         if self.database_schema:
@@ -153,3 +154,13 @@ def plan_each_statement() -> None:
     current = os.environ.get("PGOPTIONS", "")
     if "plan_cache_mode" not in current:
         os.environ["PGOPTIONS"] = f"{current} {PLAN_OPTION}".strip()
+
+
+CONNECT_TIMEOUT_SECONDS = "2"
+
+
+def bound_connection_attempts() -> None:
+    """Makes every PostgreSQL connection attempt of this process give up after
+    2 seconds (libpq's ``PGCONNECT_TIMEOUT``; unset, libpq waits forever on a
+    peer that accepts and never answers)."""
+    os.environ.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)

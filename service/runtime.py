@@ -18,13 +18,14 @@ from projections.broker import Broker, make_broker
 from projections.channels import KEYS
 from projections.hub import StreamHub
 from projections.runner import ProjectionService, open_balance_view
+from service.adapters.availability import DatabaseGuard
 from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
 from service.adapters.leader import Leadership
 from service.adapters.migrate import migrate, startup_lock
 from service.application.ledger import Ledger
 from service.application.sweeper import Sweeper
-from service.config import Settings, plan_each_statement
+from service.config import Settings, bound_connection_attempts, plan_each_statement
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Runtime:
     hub: StreamHub
     key_cache: KeyCache
     leadership: Leadership
+    guard: DatabaseGuard
     projection: ProjectionService | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -62,6 +64,7 @@ class Runtime:
         ``LEDGER_ADMIN_API_KEY`` is unset.
         """
         plan_each_statement()
+        bound_connection_attempts()
         migrate(settings)
         with startup_lock(settings):
             ledger = Ledger(env=settings.eventsourcing_env())
@@ -81,8 +84,21 @@ class Runtime:
         )
         hub = StreamHub(broker, balances, ledger)
         leadership = make_leadership(settings)
+        guard = DatabaseGuard(
+            settings.postgres_conninfo() if settings.backend == "postgres" else None
+        )
+        ledger.committer.guard = guard
         runtime = cls(
-            settings, ledger, balances, broker, keys, secret, hub, KeyCache(keys), leadership
+            settings,
+            ledger,
+            balances,
+            broker,
+            keys,
+            secret,
+            hub,
+            KeyCache(keys),
+            leadership,
+            guard,
         )
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger, leadership)
@@ -123,6 +139,7 @@ class Runtime:
             await loop.run_in_executor(None, self.projection.stop)
         await loop.run_in_executor(None, self.leadership.stop)
         await self.hub.close()
+        await self.guard.close()
         await self.broker.close()
         self.keys.close()
         self.ledger.close()
@@ -143,6 +160,7 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
     projection process ends with its server). Publishes on the bridge when
     ``LEDGER_REDIS_URL`` is set."""
     plan_each_statement()
+    bound_connection_attempts()
     migrate(settings)
     with startup_lock(settings):
         ledger = Ledger(env=settings.eventsourcing_env())

@@ -39,6 +39,39 @@ Existing = dict[tuple[str, str], IdempotencyRecord]
 
 FUNCTION = "ledger_record_group"
 
+GROUP_SECONDS = 1.5
+"""Longest wait for a group's answer before its outcome counts as unknown."""
+QUERY_SECONDS = 1.5
+"""Longest wait for another query of the write path (fast-forward, resolve)."""
+
+
+class UnknownOutcome(Exception):
+    """The group was sent but no answer came back (connection lost, or no
+    answer within :data:`GROUP_SECONDS`): it may or may not be committed.
+    ``session`` identifies the server session that received it."""
+
+    def __init__(self, session: tuple[int, Any]) -> None:
+        super().__init__(f"no answer from session {session[0]}")
+        self.session = session
+
+
+async def _bounded(coro: Any, seconds: float) -> Any:
+    """Awaits ``coro`` for at most ``seconds``; raises ``TimeoutError`` after,
+    leaving it to end in the background (a query cancelled on a dead link can
+    take seconds to give up)."""
+    task = asyncio.ensure_future(coro)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_ignore_outcome)
+        raise TimeoutError(f"no answer within {seconds} s")
+    return task.result()
+
+
+def _ignore_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
 
 @dataclass
 class GroupWrite:
@@ -118,6 +151,7 @@ class PostgresGroupCommit:
     events_table_name: str
     channel_name: str
     _async_conn: psycopg.AsyncConnection[Any] | None = None
+    _session_start: Any = None
 
     def create_group_function(self) -> None:
         """Creates (or replaces) ``ledger_record_group`` (call it at start,
@@ -138,17 +172,81 @@ class PostgresGroupCommit:
         """Records ``write``; returns the positions of its events, in order,
         or :class:`Refused` (nothing written). Runs on this process's event
         loop over one connection of its own (groups are recorded one at a
-        time). Raises psycopg errors when the database fails (nothing is
-        written then)."""
+        time).
+
+        Raises psycopg errors when the database refused the group (nothing
+        written), and :class:`UnknownOutcome` when the group was sent and no
+        answer came back (see :meth:`resolve_group_async`)."""
         conn = await self._connection()
+        session: tuple[int, Any] = conn.info.backend_pid, self._session_start
         try:
-            async with conn.cursor(row_factory=tuple_row) as curs:
-                await curs.execute(self._call(), self._params(write), prepare=True, binary=True)
-                rows = await curs.fetchall()
-        except psycopg.Error:
+            rows = await _bounded(self._execute_group(conn, write), GROUP_SECONDS)
+        except TimeoutError:
+            self._abandon(conn)
+            raise UnknownOutcome(session) from None
+        except psycopg.Error as error:
             await self._drop_connection(conn)
+            if error.sqlstate is None:  # the link failed, not the statement
+                raise UnknownOutcome(session) from error
             raise
         return self._outcome(write, rows)
+
+    async def _execute_group(
+        self, conn: psycopg.AsyncConnection[Any], write: GroupWrite
+    ) -> list[tuple[Any, ...]]:
+        async with conn.cursor(row_factory=tuple_row) as curs:
+            await curs.execute(self._call(), self._params(write), prepare=True, binary=True)
+            return await curs.fetchall()
+
+    async def resolve_group_async(
+        self, write: GroupWrite, session: tuple[int, Any]
+    ) -> list[int] | None:
+        """Whether a group whose answer was lost (:class:`UnknownOutcome`) is
+        committed: its events' positions if so, ``None`` if nothing of it was
+        written. First ends the server session that received it (if it still
+        runs, its transaction rolls back) and waits until it is gone, so the
+        answer is final; then compares the stored events with the group's, byte
+        for byte (each entry's state holds its command's id).
+
+        Raises psycopg errors or ``TimeoutError`` when the database does not
+        answer (the outcome stays unknown: try again)."""
+        conn = await psycopg.AsyncConnection.connect(
+            self.datastore.pool.conninfo, autocommit=True, connect_timeout=2
+        )
+        try:
+            return await _bounded(self._resolve(conn, write, session), QUERY_SECONDS)  # type: ignore[no-any-return]
+        finally:
+            self._abandon(conn)
+
+    async def _resolve(
+        self, conn: psycopg.AsyncConnection[Any], write: GroupWrite, session: tuple[int, Any]
+    ) -> list[int] | None:
+        pid, started = session
+        alive = (
+            "SELECT pid FROM pg_stat_activity WHERE pid = %s"
+            " AND backend_start IS NOT DISTINCT FROM %s"
+        )
+        await conn.execute(f"SELECT pg_terminate_backend(pid) FROM ({alive}) s", (pid, started))
+        while await (await conn.execute(alive, (pid, started))).fetchone() is not None:
+            await asyncio.sleep(0.02)
+        if not write.events:
+            return []
+        query = SQL(
+            "SELECT e.originator_id, e.originator_version, e.notification_id, e.state"
+            " FROM unnest(%s::uuid[], %s::bigint[]) AS u(id, v) JOIN {}.{} e"
+            " ON e.originator_id = u.id AND e.originator_version = u.v"
+        ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
+        ids = [e.originator_id for e in write.events]
+        versions = [e.originator_version for e in write.events]
+        rows = await (await conn.execute(query, (ids, versions))).fetchall()
+        stored = {(r[0], r[1]): (r[2], bytes(r[3])) for r in rows}
+        positions = []
+        for event in write.events:
+            found = stored.get((event.originator_id, event.originator_version))
+            if found is None or found[1] != bytes(event.state):
+                return None  # not ours: the group (one transaction) was not committed
+            positions.append(found[0])
+        return positions
 
     async def events_after_async(self, versions: dict[UUID, int]) -> list[StoredEvent]:
         """Each account's stored events after the version given, in version
@@ -160,10 +258,17 @@ class PostgresGroupCommit:
             " ON e.originator_id = u.id AND e.originator_version > u.v"
             " ORDER BY e.originator_id, e.originator_version"
         ).format(Identifier(self.datastore.schema), Identifier(self.events_table_name))
-        try:
+
+        async def select() -> list[Any]:
             async with conn.cursor() as curs:
                 await curs.execute(query, (list(versions), list(versions.values())), prepare=True)
-                rows = await curs.fetchall()
+                return await curs.fetchall()
+
+        try:
+            rows = await _bounded(select(), QUERY_SECONDS)
+        except TimeoutError:
+            self._abandon(conn)
+            raise psycopg.OperationalError("no answer from the database") from None
         except psycopg.Error:
             await self._drop_connection(conn)
             raise
@@ -176,17 +281,42 @@ class PostgresGroupCommit:
         conn = self._async_conn
         if conn is None or conn.closed:
             options = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
-            conn = self._async_conn = await psycopg.AsyncConnection.connect(
-                self.datastore.pool.conninfo,
-                autocommit=True,
-                row_factory=dict_row,
-                connect_timeout=5,
-                **options,
+            conn = await _bounded(
+                psycopg.AsyncConnection.connect(
+                    self.datastore.pool.conninfo,
+                    autocommit=True,
+                    row_factory=dict_row,
+                    connect_timeout=2,
+                    **options,
+                ),
+                QUERY_SECONDS + 1,
             )
-            # A plan cached while the tables were small (a seq scan) would stay
-            # for the session's life: plan each call for its arguments.
-            await conn.execute("SET plan_cache_mode = force_custom_plan")
+            try:
+                # A plan cached while the tables were small (a seq scan) would
+                # stay for the session's life: plan each call for its arguments.
+                # The session's start tells it from a later one with its pid.
+                rows = await _bounded(self._prepare_session(conn), QUERY_SECONDS)
+            except BaseException:
+                self._abandon(conn)
+                raise
+            self._async_conn, self._session_start = conn, rows
         return conn
+
+    @staticmethod
+    async def _prepare_session(conn: psycopg.AsyncConnection[Any]) -> Any:
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        cursor = await conn.execute(
+            "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+        )
+        row = await cursor.fetchone()
+        return row["backend_start"] if row else None
+
+    def _abandon(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Forgets ``conn`` and closes it in the background (never waited for)."""
+        if self._async_conn is conn:
+            self._async_conn = None
+        task = asyncio.ensure_future(conn.close())
+        task.add_done_callback(_ignore_outcome)
 
     async def _drop_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._async_conn = None

@@ -248,7 +248,7 @@ class PostgresKeyStore(KeyStore):
             min_size=1,
             max_size=max_size,
             open=True,
-            timeout=10.0,
+            timeout=2.0,  # seconds to wait for a connection
             kwargs={"autocommit": True, "row_factory": dict_row},
         )
 

@@ -16,7 +16,6 @@ from service.api.fast_path import FastPathMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routes import batch, keys, ops, reads, writes
-from service.api.routes.ops import log_positions
 from service.api.streams import router as streams_router
 from service.config import Settings
 from service.runtime import Runtime
@@ -99,7 +98,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             current = await run_in_threadpool(Runtime.create, settings or Settings())
         app.state.runtime = current
         app.state.stream_tokens = StreamTokens(current.secret_key)
-        metrics.watch_ledger(lambda: log_positions(current))
+        metrics.watch_ledger(lambda: metrics.positions)
         owned = not current.started
         if owned:
             await current.start()

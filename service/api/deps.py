@@ -19,17 +19,17 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from service.adapters.key_cache import CacheMiss
 from service.api.auth import Principal, StreamTokens, authenticate
 from service.api.errors import validation_errors
 from service.domain.errors import MalformedRequest, ValidationFailed
-from service.domain.values import is_valid_account_id
+from service.domain.values import ACCOUNT_ID_PATTERN, is_valid_account_id
 from service.runtime import Runtime
 
 __all__ = [
     "AccountId",
+    "AccountIdPath",
     "AccountReader",
     "Admin",
     "Auditor",
@@ -74,7 +74,7 @@ async def current_principal(
     try:
         return authenticate(runtime.key_cache.cached, tokens, authorization, access_token)
     except CacheMiss:
-        return await run_in_threadpool(
+        return await runtime.guard.call(
             authenticate, runtime.key_cache, tokens, authorization, access_token
         )
 
@@ -92,7 +92,18 @@ def require_scope(scope: str) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
-async def account_reader(principal: Caller, account_id: Annotated[str, Path()]) -> Principal:
+AccountIdPath = Annotated[
+    str,
+    Path(
+        description="The caller's own user or tenant id",
+        json_schema_extra={"pattern": ACCOUNT_ID_PATTERN.pattern},
+    ),
+]
+"""The ``account_id`` path parameter, documented with its pattern (checked by
+:func:`valid_account_id`, after the credentials, so a 401/403 wins)."""
+
+
+async def account_reader(principal: Caller, account_id: AccountIdPath) -> Principal:
     """Scope ``read``, or a stream token of the path's ``account_id``."""
     return principal.require_account_reader(account_id)
 
@@ -103,13 +114,11 @@ Admin = Annotated[Principal, Depends(require_scope("admin"))]
 AccountReader = Annotated[Principal, Depends(account_reader)]
 
 
-async def valid_account_id(
-    account_id: Annotated[str, Path(description="^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")],
-) -> str:
+async def valid_account_id(account_id: AccountIdPath) -> str:
+    """The path's ``account_id``. Raises ValidationFailed (422)."""
     if not is_valid_account_id(account_id):
         raise ValidationFailed.at(
-            ["path", "account_id"],
-            "must match ^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$",
+            ["path", "account_id"], f"must match {ACCOUNT_ID_PATTERN.pattern}"
         )
     return account_id
 
@@ -179,11 +188,35 @@ def json_body(model: type[M]) -> Callable[[Request], Awaitable[Payload[M]]]:
 
 
 def body_doc(model: type[BaseModel]) -> dict[str, Any]:
-    """``openapi_extra`` documenting ``model`` as the JSON request body."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    """``openapi_extra`` documenting ``model`` as the JSON request body, with
+    the models it nests inlined (they are not among the document's components)."""
+    schema = _inline_defs(model.model_json_schema())
     return {
         "requestBody": {
             "required": any(f.is_required() for f in model.model_fields.values()),
             "content": {"application/json": {"schema": schema}},
         }
     }
+
+
+_DEFS_REF = "#/$defs/"
+
+
+def _inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` without ``$defs``: each ``{"$ref": "#/$defs/Name"}`` replaced by
+    that definition (request models nest, but never recursively)."""
+    defs: dict[str, Any] = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith(_DEFS_REF):
+                siblings = {k: v for k, v in node.items() if k != "$ref"}
+                return inline({**defs[ref.removeprefix(_DEFS_REF)], **siblings})
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    result: dict[str, Any] = inline(schema)
+    return result

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
 from service.domain.errors import (
     LedgerError,
@@ -81,7 +82,22 @@ async def _request_validation(_: Request, exc: Exception) -> Response:
     return problem_response(ValidationFailed(validation_errors(errors)))
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a 405: the methods of every route whose path
+    matches the request's (Starlette names those of the first route it tried,
+    e.g. ``POST`` alone for ``OPTIONS /v1/api-keys``, which also takes ``GET``)."""
+    path = request.scope["path"]
+    root = request.scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
@@ -89,6 +105,7 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     if exc.status_code == 405:
         error: LedgerError = MethodNotAllowed("method not allowed on this resource")
         error.headers.update(headers)
+        error.headers["Allow"] = allowed_methods(request)
         return problem_response(error)
     # Any other HTTP error of the framework: status kept, a generic code.
     status = exc.status_code

@@ -72,6 +72,9 @@ class Metrics:
             registry=self.registry,
         )
         self._ledger: LedgerCollector | None = None
+        self.positions: tuple[int, int] | None = None
+        """``(applied, head)`` read for the current scrape (``None``: the store
+        did not answer); see ``service.api.routes.ops.metrics``."""
         self.routes: list[Any] = []
         """The app's routes, to name requests answered before routing (413)."""
 

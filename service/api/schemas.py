@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from service.api.errors import PROBLEM_JSON
 from service.domain.values import MAX_AMOUNT
 
 MAX_METADATA_KEYS = 50
@@ -260,6 +262,23 @@ class ApiKeysPublic(BaseModel):
     api_keys: list[ApiKeyPublic]
 
 
+class HealthPublic(BaseModel):
+    """``GET /healthz``: the process is up."""
+
+    status: Literal["ok"]
+
+
+class ReadyPublic(BaseModel):
+    """``GET /readyz`` when ready: ``status`` ``ready``, or ``degraded`` while
+    Redis is down (streams then read the store)."""
+
+    status: Literal["ready", "degraded"]
+    checks: dict[str, Any] = Field(
+        description="`database`, `projection` (`position`, `head`, `lag` in positions),"
+        " `broker` (`ok`, `unreachable` or `in-process`)"
+    )
+
+
 class Problem(BaseModel):
     """RFC 9457 problem details."""
 
@@ -270,3 +289,90 @@ class Problem(BaseModel):
     status: int
     detail: str
     code: str
+
+
+# OpenAPI ``responses`` (what each route can answer besides its success) -----
+
+PROBLEM_SCHEMA: dict[str, Any] = Problem.model_json_schema()
+"""The problem object's JSON Schema, inlined in every error response (it has
+no references, and FastAPI registers ``model=`` schemas under the route's own
+media type, ``application/json``, which error answers never carry)."""
+
+PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "`malformed-request`: the body is not JSON (or holds invalid Unicode)",
+    401: "`unauthorized`: no or unknown credentials",
+    402: "`insufficient-balance`: `available - amount < -credit_limit` (extra `available`,"
+    " `requested`)",
+    403: "`forbidden`: the credentials lack the scope or the account",
+    404: "`not-found`: no such resource",
+    409: "`idempotency-key-in-flight`: the same `Idempotency-Key` is being processed",
+    413: "`payload-too-large`: the body is over 64 KiB",
+    422: "`validation-error` (extra `errors`: `[{loc, msg}]`), `idempotency-key-reused` or"
+    " `balance-limit-exceeded`",
+    503: "`unavailable`: a backing store is down; retry after `Retry-After` seconds",
+}
+"""Default description of each problem status; routes name their own codes."""
+
+_INTEGER_SECONDS = {"type": "string", "pattern": "^[0-9]+$"}
+PROBLEM_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "`Bearer`",
+            "required": True,
+            "schema": {"type": "string"},
+        }
+    },
+    503: {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying",
+            "required": True,
+            "schema": _INTEGER_SECONDS,
+        }
+    },
+}
+
+
+def problems(
+    *statuses: int, notes: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the ``application/problem+json`` answers
+    ``statuses``, each described by ``notes[status]`` (the route's own codes)
+    or else by :data:`PROBLEM_DESCRIPTIONS`."""
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        doc: dict[str, Any] = {
+            "description": (notes or {}).get(status, PROBLEM_DESCRIPTIONS[status]),
+            "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}},
+        }
+        if status in PROBLEM_HEADERS:
+            doc["headers"] = PROBLEM_HEADERS[status]
+        responses[status] = doc
+    return responses
+
+
+def sse_responses(event: str, data_schema: str) -> dict[int | str, dict[str, Any]]:
+    """The ``200`` of a Server-Sent Events stream (``text/event-stream``, one
+    ``itemSchema`` per event): ``event`` frames whose ``data`` is the JSON of
+    the component ``data_schema`` and whose ``id`` is a log position."""
+    item = {
+        "type": "object",
+        "required": ["event", "data", "id"],
+        "properties": {
+            "event": {"const": event},
+            "id": {"type": "string", "pattern": "^[0-9]+$", "description": "Log position"},
+            "retry": {"type": "integer", "minimum": 0, "description": "Milliseconds"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"$ref": f"#/components/schemas/{data_schema}"},
+            },
+        },
+    }
+    return {
+        200: {
+            "description": f"`event: {event}` frames (first `retry: 3000`, then `: ping`"
+            " comments every `LEDGER_SSE_PING_SECONDS`); the stream ends when its"
+            " credentials expire or are revoked",
+            "content": {"text/event-stream": {"itemSchema": item}},
+        }
+    }

@@ -18,17 +18,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Send
 
 from projections.watches import Change, CoalescingWatch, Watch, encode_frame
 from service.api.auth import Principal
-from service.api.deps import AccountReader, Auditor, RuntimeDep
-from service.api.schemas import MAX_POSITION
+from service.api.deps import AccountIdPath, AccountReader, Auditor, RuntimeDep
+from service.api.schemas import MAX_POSITION, problems, sse_responses
 from service.application.reads import rendered_entries
 from service.application.rendering import render_balance
 from service.domain.errors import Unavailable, ValidationFailed
@@ -48,6 +47,37 @@ LastEventId = Annotated[
 ]
 StillValid = Callable[[], bool] | None
 """Checked at every ping: ``False`` ends the stream (expired/revoked credentials)."""
+
+STREAM_ERRORS = problems(
+    401,
+    403,
+    422,
+    503,
+    notes={
+        422: "`validation-error`: a bad account id, `last_event_id` or `Last-Event-ID`",
+        503: "`unavailable`: this process holds `LEDGER_MAX_STREAMS` open streams, or a"
+        " store is down",
+    },
+)
+"""What a stream can answer instead of starting."""
+
+
+def _stream_doc(event: str, data_schema: str) -> dict[str, Any]:
+    """Route arguments documenting a stream: its ``text/event-stream`` frames
+    (``Response``: no ``application/json`` body is added), its errors and the
+    ``Last-Event-ID`` header (a position, like ``last_event_id``)."""
+    last_event_id = {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "Resume after this position (SSE reconnection)",
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+    }
+    return {
+        "response_class": Response,
+        "responses": {**sse_responses(event, data_schema), **STREAM_ERRORS},
+        "openapi_extra": {"parameters": [last_event_id]},
+    }
 
 
 def _resume_from(request: Request, last_event_id: int | None) -> int | None:
@@ -150,9 +180,13 @@ class _Pulse:
         return self.still_valid is None or self.still_valid()
 
 
-@router.get("/v1/accounts/{account_id}/balance/stream", summary="Stream an account's balance")
+@router.get(
+    "/v1/accounts/{account_id}/balance/stream",
+    summary="Stream an account's balance",
+    **_stream_doc("balance", "BalancePublic"),
+)
 async def balance_stream(
-    account_id: str,
+    account_id: AccountIdPath,
     request: Request,
     principal: AccountReader,
     runtime: RuntimeDep,
@@ -174,7 +208,7 @@ async def balance_frames(
     with runtime.hub.watch(account_id) as watch:
         pulse = _Pulse(watch, runtime.settings.sse_ping_seconds, still_valid)
         yield RETRY
-        row = await run_in_threadpool(runtime.balances.get_balance, account_id)
+        row = await runtime.guard.call(runtime.balances.get_balance, account_id)
         snapshot = row or render_balance(Balance(account_id), 0)
         sent = -1 if resume is None else resume
         if resume is None or snapshot["position"] > sent:
@@ -194,9 +228,13 @@ async def balance_frames(
                         sent = position
 
 
-@router.get("/v1/accounts/{account_id}/entries/stream", summary="Stream an account's entries")
+@router.get(
+    "/v1/accounts/{account_id}/entries/stream",
+    summary="Stream an account's entries",
+    **_stream_doc("entry", "EntryPublic"),
+)
 async def entries_stream(
-    account_id: str,
+    account_id: AccountIdPath,
     request: Request,
     principal: AccountReader,
     runtime: RuntimeDep,
@@ -223,12 +261,12 @@ async def entry_frames(
     with runtime.hub.watch(account_id) as watch:
         pulse = _Pulse(watch, runtime.settings.sse_ping_seconds, still_valid)
         at = LAST if resume is None else resume
-        version = await run_in_threadpool(recorder.version_at_position, originator, at)
+        version = await runtime.guard.call(recorder.version_at_position, originator, at)
         yield RETRY  # watching from here: live entries follow
         read_store = resume is not None
         while True:
             while read_store:
-                notifications = await run_in_threadpool(
+                notifications = await runtime.guard.call(
                     recorder.select_entries, originator, version, BATCH
                 )
                 entries, _ = rendered_entries(ledger, notifications, BATCH)
@@ -252,7 +290,11 @@ async def entry_frames(
                     break
 
 
-@router.get("/v1/balances/stream", summary="Stream every account's balance (audit)")
+@router.get(
+    "/v1/balances/stream",
+    summary="Stream every account's balance (audit)",
+    **_stream_doc("balance", "BalancePublic"),
+)
 async def all_balances_stream(
     request: Request, principal: Auditor, runtime: RuntimeDep, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
@@ -278,7 +320,7 @@ async def all_balance_frames(
         sent: dict[str, int] = {}
         after = resume
         while after is not None:
-            rows = await run_in_threadpool(runtime.balances.balances_after, after, BATCH)
+            rows = await runtime.guard.call(runtime.balances.balances_after, after, BATCH)
             for row in rows:
                 yield encode_frame("balance", row)
                 sent[row["account_id"]] = row["position"]

@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from service.adapters.key_cache import CacheMiss
 from service.api.auth import Principal, authenticate
@@ -44,7 +43,7 @@ async def caller(request: Request) -> Principal:
     try:
         return authenticate(runtime.key_cache.cached, tokens, authorization, access_token)
     except CacheMiss:
-        return await run_in_threadpool(
+        return await runtime.guard.call(
             authenticate, runtime.key_cache, tokens, authorization, access_token
         )
 

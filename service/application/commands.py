@@ -9,6 +9,7 @@ they point at (blocking). Errors are :class:`LedgerError` subclasses.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -28,6 +29,7 @@ def _common(actor: str, idem: Idem, metadata: dict[str, Any] | None) -> dict[str
         "actor": actor,
         "idempotency_key": idem.key if idem else None,
         "metadata": metadata or {},
+        "command_id": os.urandom(12).hex(),  # the same for every run of this write
     }
 
 

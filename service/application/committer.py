@@ -32,7 +32,8 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from service.adapters.group_commit import Existing, GroupWrite, Refused
+from service.adapters.availability import DatabaseGuard
+from service.adapters.group_commit import Existing, GroupWrite, Refused, UnknownOutcome
 from service.application.account_run import AccountRun, Committed, Job, JobOutcome
 from service.domain.account import Account
 from service.domain.errors import Unavailable
@@ -47,6 +48,9 @@ MAX_ATTEMPTS = 30
 CONTENDED_SECONDS = 10.0
 """After another process wrote one of our accounts, how long each group first
 fast-forwards its accounts (one query) rather than rely on conflicts."""
+RESOLVE_SECONDS = 2.5
+"""How long the committer tries to learn whether a group whose answer was
+lost is committed, before answering its writes 503 with the outcome unknown."""
 
 
 class Committer:
@@ -69,6 +73,9 @@ class Committer:
         self._private: threading.Thread | None = None
         self._contended_until = 0.0
         self._guard = threading.Lock()
+        self.guard: DatabaseGuard | None = None
+        """The process's database circuit breaker: while the database is
+        down, groups are answered 503 at once."""
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on ``loop`` (the server's), unless a loop was chosen before."""
@@ -121,10 +128,16 @@ class Committer:
                 jobs = self._pending[: self.max_group]
                 del self._pending[: self.max_group]
                 try:
+                    if self.guard is not None:
+                        self.guard.check()
                     outcomes = await self._commit_group(jobs)
+                except Unavailable as error:
+                    outcomes = [error] * len(jobs)
                 except Exception as error:  # the store failed: nothing was written
                     log.warning("group commit of %d writes failed: %s", len(jobs), error)
                     self._cache.clear()
+                    if self.guard is not None:
+                        self.guard.failed()
                     failure = Unavailable("the ledger's database is unavailable; retry")
                     outcomes = [failure] * len(jobs)
                 _resolve(jobs, outcomes)
@@ -138,10 +151,9 @@ class Committer:
         accounts = await self._accounts(list(by_account))
         runs = {a: self._run_account(accounts[a], js, {}) for a, js in by_account.items()}
         existing: Existing = {}
-        recorder = self.ledger.ledger_recorder
         try:
             for _ in range(MAX_ATTEMPTS):
-                result = await recorder.record_group_async(self._group_write(runs, existing))
+                result = await self._record(self._group_write(runs, existing))
                 if not isinstance(result, Refused):
                     break
                 # Another process wrote some of the accounts, or some keys are
@@ -172,6 +184,46 @@ class Committer:
         if committed and self.after_commit is not None:
             self.after_commit(committed)
         return [by_job[id(job)] for job in jobs]
+
+    async def _record(self, write: GroupWrite) -> list[int] | Refused:
+        """Records ``write``. When its answer is lost, finds out whether it
+        was committed (``resolve_group_async``), for up to
+        :data:`RESOLVE_SECONDS`: committed → its positions, as if answered;
+        not committed → :class:`Unavailable` (nothing written); still unknown
+        → :class:`Unavailable` saying so (a retry with the same
+        Idempotency-Key answers the write once it is known)."""
+        recorder = self.ledger.ledger_recorder
+        try:
+            result: list[int] | Refused = await recorder.record_group_async(write)
+            return result
+        except UnknownOutcome as unknown:
+            if self.guard is not None:
+                self.guard.failed()
+            give_up = time.monotonic() + RESOLVE_SECONDS
+            while True:
+                try:
+                    positions: list[int] | None = await recorder.resolve_group_async(
+                        write, unknown.session
+                    )
+                except Exception as error:
+                    if time.monotonic() >= give_up:
+                        log.error(
+                            "outcome of a group of %d entries unknown (%s); entries %s",
+                            len(write.events),
+                            error,
+                            [(str(e.originator_id), e.originator_version) for e in write.events],
+                        )
+                        raise Unavailable(
+                            "the ledger's database stopped answering while this write was"
+                            " being recorded; its outcome is not known yet: retry with the"
+                            " same Idempotency-Key"
+                        ) from error
+                    await asyncio.sleep(0.2)
+                    continue
+                if positions is None:
+                    raise Unavailable("the ledger's database is unavailable; retry") from None
+                log.info("a group whose answer was lost is committed: answered")
+                return positions
 
     def _run_account(self, account: Account, jobs: list[Job], existing: Existing) -> AccountRun:
         run = AccountRun.run(account, jobs, existing)
@@ -223,7 +275,11 @@ class Committer:
         if found and time.monotonic() < self._contended_until:
             await self._fast_forward(found)
         if missing:
-            loaded = await asyncio.to_thread(lambda: [self._load(a) for a in missing])
+
+            def load() -> list[Account]:
+                return [self._load(a) for a in missing]
+
+            loaded = await (self.guard.call(load) if self.guard else asyncio.to_thread(load))
             for account_id, account in zip(missing, loaded, strict=True):
                 self._remember(account_id, account)
                 found[account_id] = account
@@ -261,10 +317,15 @@ class Committer:
         if max(run.base, 0) // interval == run.account.version // interval:
             return
         snapshot = Account.Snapshot.take(run.account)
-        try:
-            snapshots.put([snapshot])
-        except Exception as error:  # a missed snapshot only costs a longer load
-            log.warning("snapshot of %s failed: %s", run.account.account_id, error)
+        account_id = run.account.account_id
+
+        def put() -> None:  # in a thread: the store may be slow or gone
+            try:
+                snapshots.put([snapshot])
+            except Exception as error:  # a missed snapshot only costs a longer load
+                log.warning("snapshot of %s failed: %s", account_id, error)
+
+        threading.Thread(target=put, name="snapshot", daemon=True).start()
 
 
 def _resolve(jobs: list[Job], outcomes: list[JobOutcome]) -> None:

@@ -441,4 +441,5 @@ _ENTRY_DEFAULTS: dict[str, Any] = {
     "metadata": {},
     "draws": [],
     "restores": [],
+    "command_id": None,
 }

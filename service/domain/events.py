@@ -78,6 +78,10 @@ class LedgerEntry(Aggregate.Event):
     metadata: dict[str, Any]
     draws: list[Draw]
     restores: list[Draw]
+    command_id: str | None = None
+    """Id of the command that recorded the entry (``None`` for the ledger's
+    own expiries): after a lost commit acknowledgement, the writer finds out
+    whether the stored entry is its own."""
 
     def effects(self) -> Effects:
         """The entry's changes to the balance counters."""

@@ -45,4 +45,3 @@ def test_a_credit_opening_the_thousand_and_first_bucket_is_refused() -> None:
     account.consume(5, now=NOW)  # empties the oldest bucket: room for one more
     account.purchase(5, expires_at=None, now=NOW)
     assert len(account.credits()) == MAX_CREDIT_BUCKETS
-

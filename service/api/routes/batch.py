@@ -14,7 +14,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from service.api.batch_schemas import (
     MAX_OPERATIONS,
@@ -27,7 +26,7 @@ from service.api.batch_schemas import (
 from service.api.deps import body_doc, parse_json_object
 from service.api.errors import validation_errors
 from service.api.responses import FastJSONResponse
-from service.api.routes.writes import ERRORS
+from service.api.schemas import problems
 from service.api.write_requests import caller
 from service.application.batch import NEEDS_STORE, Operation, parse_target, plan
 from service.application.idempotency import IdempotencyRequest
@@ -36,6 +35,21 @@ from service.domain.errors import LedgerError, ValidationFailed
 from service.domain.values import is_valid_account_id
 
 router = APIRouter(tags=["writes"])
+
+RESPONSES = problems(
+    400,
+    401,
+    413,
+    422,
+    503,
+    notes={
+        413: "`payload-too-large`: the body is over 1 MiB",
+        422: "`validation-error`: the body is not an object with an `operations` list of 1"
+        " to 1,000 objects (nothing is written)",
+    },
+)
+"""A batch's own answers: a refused operation is a result of the 200, not one
+of these (a key lacking scopes gets 403 results, not a 403)."""
 
 
 def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
@@ -95,7 +109,7 @@ def _result(answer: WriteResult | LedgerError) -> dict[str, Any]:
     "/v1/batch",
     status_code=200,
     response_model=BatchPublic,
-    responses=ERRORS,
+    responses=RESPONSES,
     summary="Apply up to 1,000 writes in one request",
     openapi_extra={**body_doc(BatchCreate), "security": [{"HTTPBearer": []}]},
 )
@@ -152,7 +166,7 @@ async def _plan(
         return planned
 
     if any(op.kind in NEEDS_STORE for _, op in operations):
-        planned = await run_in_threadpool(plan_all, operations)
+        planned = await runtime.guard.call(plan_all, operations)
     else:
         planned = plan_all(operations)
     writes: list[tuple[int, Write]] = []

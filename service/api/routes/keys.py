@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from projections.channels import KEYS
@@ -22,16 +22,19 @@ from service.api.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeysPublic,
-    Problem,
     StreamTokenCreate,
     StreamTokenPublic,
+    problems,
 )
 
 router = APIRouter(tags=["credentials"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 403, 404, 409, 413, 422, 503)
+NO_STORE = {
+    "Cache-Control": {
+        "description": "`no-store`: the answer holds a secret",
+        "required": True,
+        "schema": {"type": "string", "const": "no-store"},
+    }
 }
 
 
@@ -39,16 +42,21 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     "/v1/api-keys",
     status_code=201,
     response_model=ApiKeyCreated,
-    responses=_ERRORS,
+    responses={
+        201: {"headers": NO_STORE},
+        **problems(
+            400, 401, 403, 409, 413, 422, 503, notes={409: "`api-key-exists`: the name is taken"}
+        ),
+    },
     summary="Create an API key (its secret is shown once)",
     openapi_extra=body_doc(ApiKeyCreate),
 )
-def create_api_key(
+async def create_api_key(
     principal: Admin,
     body: Annotated[Payload[ApiKeyCreate], Depends(json_body(ApiKeyCreate))],
     runtime: RuntimeDep,
 ) -> JSONResponse:
-    record, key = runtime.keys.create(body.value.name, body.value.scopes)
+    record, key = await runtime.guard.call(runtime.keys.create, body.value.name, body.value.scopes)
     runtime.key_cache.created(record.name)
     created = {"name": record.name, "scopes": list(record.scopes), "key": key,
                "created_at": record.created_at}  # fmt: skip
@@ -58,23 +66,43 @@ def create_api_key(
 @router.get(
     "/v1/api-keys",
     response_model=ApiKeysPublic,
-    responses=_ERRORS,
+    responses=problems(401, 403, 503),
     summary="List API keys (without secrets)",
 )
-def list_api_keys(principal: Admin, runtime: RuntimeDep) -> JSONResponse:
-    return JSONResponse({"api_keys": [r.as_public() for r in runtime.keys.list()]})
+async def list_api_keys(principal: Admin, runtime: RuntimeDep) -> JSONResponse:
+    records = await runtime.guard.call(runtime.keys.list)
+    return JSONResponse({"api_keys": [r.as_public() for r in records]})
 
 
 @router.delete(
     "/v1/api-keys/{name}",
     status_code=204,
-    responses=_ERRORS,
+    responses=problems(
+        401,
+        403,
+        404,
+        409,
+        503,
+        notes={
+            404: "`not-found`: no API key has that name",
+            409: "`api-key-not-revocable`: the bootstrap key (`LEDGER_ADMIN_API_KEY`)",
+        },
+    ),
+    openapi_extra={
+        "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+        ]
+    },
     summary="Revoke an API key (refused from the next request on)",
 )
-def revoke_api_key(principal: Admin, name: Annotated[str, Path()], runtime: RuntimeDep) -> Response:
+async def revoke_api_key(principal: Admin, request: Request, runtime: RuntimeDep) -> Response:
     """Refused by this process from the next request on, by the others as soon
-    as the bridge tells them and within 1 second at worst (key cache TTL)."""
-    runtime.key_cache.revoke(name)
+    as the bridge tells them and within 1 second at worst (key cache TTL).
+
+    ``name`` is read from the path, not declared: any string is a name (one
+    that names no key is a 404), so no 422 is documented for it."""
+    name = str(request.path_params["name"])
+    await runtime.guard.call(runtime.key_cache.revoke, name)
     runtime.broker.publish_many([(KEYS, {"revoked": name})])
     return Response(status_code=204)
 
@@ -83,7 +111,7 @@ def revoke_api_key(principal: Admin, name: Annotated[str, Path()], runtime: Runt
     "/v1/accounts/{account_id}/stream-tokens",
     status_code=201,
     response_model=StreamTokenPublic,
-    responses=_ERRORS,
+    responses={201: {"headers": NO_STORE}, **problems(400, 401, 403, 413, 422, 503)},
     summary="A token that reads one account (for browsers)",
     openapi_extra=body_doc(StreamTokenCreate),
 )

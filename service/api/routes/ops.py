@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from service.api.deps import RuntimeDep
 from service.api.errors import problem_response
 from service.api.metrics import Metrics
+from service.api.schemas import HealthPublic, ReadyPublic, problems
 from service.domain.errors import Unavailable
 from service.runtime import Runtime
 
@@ -28,7 +29,7 @@ def log_positions(runtime: Runtime) -> tuple[int, int]:
     return applied, head
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", response_model=HealthPublic)
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -37,13 +38,14 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     summary="Database reachable and the projection caught up (200, `degraded` while Redis"
     " is down), else 503",
-    responses={503: {"description": "Not ready (problem+json with `checks`)"}},
+    response_model=ReadyPublic,
+    responses=problems(503, notes={503: "`unavailable`: not ready (extra `checks`)"}),
 )
 async def readyz(runtime: RuntimeDep) -> Response:
     checks: dict[str, Any] = {}
     ready = True
     try:
-        applied, head = await run_in_threadpool(log_positions, runtime)
+        applied, head = await runtime.guard.call(log_positions, runtime)
     except Exception:
         checks["database"] = "unreachable"
         ready = False
@@ -66,9 +68,24 @@ async def readyz(runtime: RuntimeDep) -> Response:
     return JSONResponse({"status": status, "checks": checks})
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def metrics(request: Request) -> Response:
     registry = request.app.state.metrics
     assert isinstance(registry, Metrics)
+    runtime: Runtime = request.app.state.runtime
+    try:  # bounded: a scrape never hangs on the database
+        registry.positions = await runtime.guard.call(log_positions, runtime)
+    except Exception:
+        registry.positions = None
     payload = await run_in_threadpool(generate_latest, registry.registry)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
 from service.api.responses import FastJSONResponse
@@ -18,12 +17,13 @@ from service.api.schemas import (
     EntriesPage,
     GlobalEntriesPage,
     HoldsPublic,
-    Problem,
     parse_rfc3339,
+    problems,
 )
 from service.api.write_requests import account_id_of, caller
 from service.application import reads
 from service.domain.errors import AccountNotFound, ValidationFailed
+from service.domain.values import ACCOUNT_ID_PATTERN
 from service.runtime import Runtime
 
 router = APIRouter(tags=["reads"])
@@ -35,9 +35,30 @@ to apply the account's last entry (read-your-writes for sequential clients)."""
 POLL_SECONDS = 0.05
 """How often a waiting balance read re-checks the projection's position."""
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (401, 403, 404, 422, 503)
+ACCOUNT_404 = "`account-not-found`: the account has no entries"
+ACCOUNT_READ_RESPONSES = problems(401, 403, 404, 422, 503, notes={404: ACCOUNT_404})
+"""What a read of one account can answer besides 200."""
+ETAG = {
+    "ETag": {
+        "description": "The balance's position, quoted",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    }
+}
+BALANCE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"headers": ETAG},
+    304: {"description": "Not modified: `If-None-Match` names the current `ETag`", "headers": ETAG},
+    **problems(
+        401,
+        403,
+        404,
+        422,
+        503,
+        notes={
+            404: ACCOUNT_404 + "; `entry-not-found`: an `as_of_version` it has not reached",
+            422: "`validation-error`: a bad parameter, or both `as_of` and `as_of_version`",
+        },
+    ),
 }
 
 
@@ -67,10 +88,15 @@ async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: f
 @router.get(
     "/v1/accounts/{account_id}/balance",
     response_model=BalancePublic,
-    responses={**_ERRORS, 304: {"description": "Not modified (If-None-Match)"}},
+    responses=BALANCE_RESPONSES,
     openapi_extra={
         "parameters": [
-            {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": "account_id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": ACCOUNT_ID_PATTERN.pattern},
+            }
         ],
         "security": [{"HTTPBearer": []}],
     },
@@ -94,7 +120,7 @@ async def get_balance(
         if as_of is not None and as_of_version is not None:
             raise ValidationFailed.at(["query"], "give either as_of or as_of_version, not both")
         if as_of_version is not None:
-            historical = await run_in_threadpool(
+            historical = await runtime.guard.call(
                 reads.balance_at_version, runtime.ledger, account_id, as_of_version
             )
         else:
@@ -102,7 +128,7 @@ async def get_balance(
                 moment = parse_rfc3339(as_of)
             except ValueError as error:
                 raise ValidationFailed.at(["query", "as_of"], str(error)) from None
-            historical = await run_in_threadpool(
+            historical = await runtime.guard.call(
                 reads.balance_as_of, runtime.ledger, account_id, moment
             )
         return _balance_response(request, historical)
@@ -114,7 +140,7 @@ async def get_balance(
     stale = not await _reached(runtime, account_id, min_position, wait)
     balance = runtime.hub.latest.get(account_id)
     if balance is None or balance["position"] < min_position:
-        balance = await run_in_threadpool(runtime.balances.get_balance, account_id)
+        balance = await runtime.guard.call(runtime.balances.get_balance, account_id)
         if balance is None:
             raise AccountNotFound(f"account {account_id} has no entries")
         runtime.hub.latest.heard(balance)
@@ -126,49 +152,56 @@ async def get_balance(
 @router.get(
     "/v1/accounts/{account_id}/entries",
     response_model=EntriesPage,
-    responses=_ERRORS,
+    responses=ACCOUNT_READ_RESPONSES,
     summary="The account's entries in version order",
 )
-def get_entries(
+async def get_entries(
     principal: AccountReader,
     account_id: AccountId,
     runtime: RuntimeDep,
     after_version: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    return JSONResponse(reads.account_entries(runtime.ledger, account_id, after_version, limit))
+    page = await runtime.guard.call(
+        reads.account_entries, runtime.ledger, account_id, after_version, limit
+    )
+    return JSONResponse(page)
 
 
 @router.get(
     "/v1/accounts/{account_id}/holds",
     response_model=HoldsPublic,
-    responses=_ERRORS,
+    responses=ACCOUNT_READ_RESPONSES,
     summary="The account's active holds",
 )
-def get_holds(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
-    return JSONResponse(reads.active_holds(runtime.ledger, account_id))
+async def get_holds(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
+    return JSONResponse(await runtime.guard.call(reads.active_holds, runtime.ledger, account_id))
 
 
 @router.get(
     "/v1/accounts/{account_id}/credits",
     response_model=CreditsPublic,
-    responses=_ERRORS,
+    responses=ACCOUNT_READ_RESPONSES,
     summary="Credit buckets with tokens left, in draw-down order",
 )
-def get_credits(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
-    return JSONResponse(reads.credit_buckets(runtime.ledger, account_id))
+async def get_credits(
+    principal: Reader, account_id: AccountId, runtime: RuntimeDep
+) -> JSONResponse:
+    buckets = await runtime.guard.call(reads.credit_buckets, runtime.ledger, account_id)
+    return JSONResponse(buckets)
 
 
 @router.get(
     "/v1/entries",
     response_model=GlobalEntriesPage,
-    responses=_ERRORS,
+    responses=problems(401, 403, 422, 503),
     summary="Every account's entries in position order (audit)",
 )
-def get_global_entries(
+async def get_global_entries(
     principal: Auditor,
     runtime: RuntimeDep,
     after_position: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSONResponse:
-    return JSONResponse(reads.global_entries(runtime.ledger, after_position, limit))
+    page = await runtime.guard.call(reads.global_entries, runtime.ledger, after_position, limit)
+    return JSONResponse(page)

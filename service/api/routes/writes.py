@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from service.api.responses import FastJSONResponse
 from service.api.schemas import (
@@ -26,11 +25,11 @@ from service.api.schemas import (
     DeductionCreate,
     GrantCreate,
     HoldCreate,
-    Problem,
     PurchaseCreate,
     RefundCreate,
     ReleaseCreate,
     WriteResult,
+    problems,
 )
 from service.api.write_requests import write_doc, write_request
 from service.application.batch import (
@@ -44,10 +43,44 @@ from service.application.ledger import WriteResult as Result
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["writes"])
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {"application/problem+json": {}}}
-    for status in (400, 401, 402, 403, 404, 409, 413, 422, 503)
+IDEMPOTENCY_409 = "`idempotency-key-in-flight`: the same `Idempotency-Key` is being processed"
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when the answer repeats the one first given to this"
+        " `Idempotency-Key`",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
 }
+WRITE_ERRORS = (400, 401, 403, 409, 413, 422, 503)
+"""What every single write can answer besides its success."""
+
+
+def _responses(
+    *more: int, status: int = 201, notes: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A write's ``responses``: :data:`WRITE_ERRORS`, ``more`` statuses, and the
+    ``Idempotent-Replayed`` header of its success ``status``."""
+    statuses = sorted({*WRITE_ERRORS, *more})
+    return {
+        status: {"headers": REPLAYED},
+        **problems(*statuses, notes={409: IDEMPOTENCY_409, **(notes or {})}),
+    }
+
+
+REFUND_RESPONSES = _responses(
+    404,
+    notes={
+        404: "`entry-not-found`: no such consumption in the account (or not a UUID)",
+        409: "`refund-exceeds-consumption`, or " + IDEMPOTENCY_409,
+    },
+)
+HOLD_RESPONSES = _responses(
+    404,
+    notes={
+        404: "`hold-not-found`: no such hold in the account (or not a UUID)",
+        409: "`hold-not-active`: captured, released or expired; or " + IDEMPOTENCY_409,
+    },
+)
 
 
 def _render(result: Result) -> FastJSONResponse:
@@ -70,7 +103,7 @@ async def _write(
     if kind == "credit_limit":
         write = plan_credit_limit(op, actor)
     elif kind in NEEDS_STORE:
-        write = await run_in_threadpool(plan, ledger, op, actor)
+        write = await w.runtime.guard.call(plan, ledger, op, actor)
     else:
         write = plan(ledger, op, actor)
     return _render(await ledger.submit_write(write))
@@ -80,61 +113,105 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _write_route(
-    path: str, model: type[Any], summary: str, *path_ids: str, method: str = "POST"
+    path: str,
+    model: type[Any],
+    summary: str,
+    *path_ids: str,
+    responses: dict[int | str, dict[str, Any]],
+    method: str = "POST",
 ) -> Callable[[F], F]:
     return router.api_route(
         path,
         methods=[method],
         status_code=200 if method == "PATCH" else 201,
         response_model=WriteResult,
-        responses=ERRORS,
+        responses=responses,
         summary=summary,
         openapi_extra=write_doc(model, *path_ids),
     )
 
 
-@_write_route("/purchases", PurchaseCreate, "Add purchased tokens (scope purchase)")
+@_write_route(
+    "/purchases", PurchaseCreate, "Add purchased tokens (scope purchase)", responses=_responses()
+)
 async def create_purchase(request: Request) -> FastJSONResponse:
     return await _write(request, "purchase", "purchase", PurchaseCreate)
 
 
-@_write_route("/grants", GrantCreate, "Grant free tokens (scope grant)")
+@_write_route("/grants", GrantCreate, "Grant free tokens (scope grant)", responses=_responses())
 async def create_grant(request: Request) -> FastJSONResponse:
     return await _write(request, "grant", "grant", GrantCreate)
 
 
-@_write_route("/consumptions", ConsumptionCreate, "Consume tokens, 402 when short (scope consume)")
+@_write_route(
+    "/consumptions",
+    ConsumptionCreate,
+    "Consume tokens, 402 when short (scope consume)",
+    responses=_responses(402),
+)
 async def create_consumption(request: Request) -> FastJSONResponse:
     return await _write(request, "consume", "consume", ConsumptionCreate)
 
 
-@_write_route("/deductions", DeductionCreate, "Deduct tokens, 402 when short (scope grant)")
+@_write_route(
+    "/deductions",
+    DeductionCreate,
+    "Deduct tokens, 402 when short (scope grant)",
+    responses=_responses(402),
+)
 async def create_deduction(request: Request) -> FastJSONResponse:
     return await _write(request, "grant", "deduct", DeductionCreate)
 
 
-@_write_route("/consumptions/{entry_id}/refunds", RefundCreate, "Refund a consumption", "entry_id")
+@_write_route(
+    "/consumptions/{entry_id}/refunds",
+    RefundCreate,
+    "Refund a consumption",
+    "entry_id",
+    responses=REFUND_RESPONSES,
+)
 async def create_refund(request: Request) -> FastJSONResponse:
     return await _write(request, "consume", "refund", RefundCreate, "entry_id")
 
 
-@_write_route("/holds", HoldCreate, "Reserve tokens for a while (scope consume)")
+@_write_route(
+    "/holds",
+    HoldCreate,
+    "Reserve tokens for a while (scope consume)",
+    responses=_responses(402),
+)
 async def create_hold(request: Request) -> FastJSONResponse:
     return await _write(request, "consume", "hold", HoldCreate)
 
 
 @_write_route(
-    "/holds/{hold_id}/capture", CaptureCreate, "Consume a hold, release the rest", "hold_id"
+    "/holds/{hold_id}/capture",
+    CaptureCreate,
+    "Consume a hold, release the rest",
+    "hold_id",
+    responses=HOLD_RESPONSES,
 )
 async def capture_hold(request: Request) -> FastJSONResponse:
     return await _write(request, "consume", "capture", CaptureCreate, "hold_id")
 
 
-@_write_route("/holds/{hold_id}/release", ReleaseCreate, "Release a hold", "hold_id")
+@_write_route(
+    "/holds/{hold_id}/release",
+    ReleaseCreate,
+    "Release a hold",
+    "hold_id",
+    responses=HOLD_RESPONSES,
+)
 async def release_hold(request: Request) -> FastJSONResponse:
     return await _write(request, "consume", "release", ReleaseCreate, "hold_id")
 
 
-@_write_route("", AccountUpdate, "Change account settings: credit limit (admin)", method="PATCH")
+@_write_route(
+    "",
+    AccountUpdate,
+    "Change account settings: credit limit (admin)",
+    responses=_responses(status=200),
+    method="PATCH",
+)
 async def update_account(request: Request) -> FastJSONResponse:
     return await _write(request, "admin", "credit_limit", AccountUpdate)
