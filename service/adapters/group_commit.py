@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -55,7 +56,7 @@ class UnknownOutcome(Exception):
         self.session = session
 
 
-async def _bounded(coro: Any, seconds: float) -> Any:
+async def bounded(coro: Any, seconds: float) -> Any:
     """Awaits ``coro`` for at most ``seconds``; raises ``TimeoutError`` after,
     leaving it to end in the background (a query cancelled on a dead link can
     take seconds to give up)."""
@@ -180,7 +181,7 @@ class PostgresGroupCommit:
         conn = await self._connection()
         session: tuple[int, Any] = conn.info.backend_pid, self._session_start
         try:
-            rows = await _bounded(self._execute_group(conn, write), GROUP_SECONDS)
+            rows = await bounded(self._execute_group(conn, write), GROUP_SECONDS)
         except TimeoutError:
             self._abandon(conn)
             raise UnknownOutcome(session) from None
@@ -199,7 +200,7 @@ class PostgresGroupCommit:
             return await curs.fetchall()
 
     async def resolve_group_async(
-        self, write: GroupWrite, session: tuple[int, Any]
+        self, write: GroupWrite, session: tuple[int, Any], seconds: float = QUERY_SECONDS
     ) -> list[int] | None:
         """Whether a group whose answer was lost (:class:`UnknownOutcome`) is
         committed: its events' positions if so, ``None`` if nothing of it was
@@ -209,12 +210,17 @@ class PostgresGroupCommit:
         for byte (each entry's state holds its command's id).
 
         Raises psycopg errors or ``TimeoutError`` when the database does not
-        answer (the outcome stays unknown: try again)."""
-        conn = await psycopg.AsyncConnection.connect(
-            self.datastore.pool.conninfo, autocommit=True, connect_timeout=2
+        answer within ``seconds`` (the outcome stays unknown: try again)."""
+        give_up = time.monotonic() + seconds
+        conn = await bounded(
+            psycopg.AsyncConnection.connect(
+                self.datastore.pool.conninfo, autocommit=True, **self._connect_options()
+            ),
+            seconds,
         )
         try:
-            return await _bounded(self._resolve(conn, write, session), QUERY_SECONDS)  # type: ignore[no-any-return]
+            left = max(give_up - time.monotonic(), 0.01)
+            return await bounded(self._resolve(conn, write, session), left)  # type: ignore[no-any-return]
         finally:
             self._abandon(conn)
 
@@ -265,7 +271,7 @@ class PostgresGroupCommit:
                 return await curs.fetchall()
 
         try:
-            rows = await _bounded(select(), QUERY_SECONDS)
+            rows = await bounded(select(), QUERY_SECONDS)
         except TimeoutError:
             self._abandon(conn)
             raise psycopg.OperationalError("no answer from the database") from None
@@ -280,14 +286,12 @@ class PostgresGroupCommit:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         conn = self._async_conn
         if conn is None or conn.closed:
-            options = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
-            conn = await _bounded(
+            conn = await bounded(
                 psycopg.AsyncConnection.connect(
                     self.datastore.pool.conninfo,
                     autocommit=True,
                     row_factory=dict_row,
-                    connect_timeout=2,
-                    **options,
+                    **self._connect_options(),
                 ),
                 QUERY_SECONDS + 1,
             )
@@ -295,12 +299,17 @@ class PostgresGroupCommit:
                 # A plan cached while the tables were small (a seq scan) would
                 # stay for the session's life: plan each call for its arguments.
                 # The session's start tells it from a later one with its pid.
-                rows = await _bounded(self._prepare_session(conn), QUERY_SECONDS)
+                rows = await bounded(self._prepare_session(conn), QUERY_SECONDS)
             except BaseException:
                 self._abandon(conn)
                 raise
             self._async_conn, self._session_start = conn, rows
         return conn
+
+    def _connect_options(self) -> dict[str, Any]:
+        """The pool's connection parameters (database, user…), bounded waits."""
+        options = {k: v for k, v in self.datastore.pool.kwargs.items() if k != "row_factory"}
+        return {**options, "connect_timeout": 2}
 
     @staticmethod
     async def _prepare_session(conn: psycopg.AsyncConnection[Any]) -> Any:

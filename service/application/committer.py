@@ -48,7 +48,7 @@ MAX_ATTEMPTS = 30
 CONTENDED_SECONDS = 10.0
 """After another process wrote one of our accounts, how long each group first
 fast-forwards its accounts (one query) rather than rely on conflicts."""
-RESOLVE_SECONDS = 2.5
+RESOLVE_SECONDS = 2.3
 """How long the committer tries to learn whether a group whose answer was
 lost is committed, before answering its writes 503 with the outcome unknown."""
 
@@ -201,12 +201,13 @@ class Committer:
                 self.guard.failed()
             give_up = time.monotonic() + RESOLVE_SECONDS
             while True:
+                left = give_up - time.monotonic()
                 try:
                     positions: list[int] | None = await recorder.resolve_group_async(
-                        write, unknown.session
+                        write, unknown.session, min(left, 1.5)
                     )
                 except Exception as error:
-                    if time.monotonic() >= give_up:
+                    if time.monotonic() + 0.2 >= give_up:
                         log.error(
                             "outcome of a group of %d entries unknown (%s); entries %s",
                             len(write.events),

@@ -31,7 +31,7 @@ from service.api.write_requests import caller
 from service.application.batch import NEEDS_STORE, Operation, parse_target, plan
 from service.application.idempotency import IdempotencyRequest
 from service.application.ledger import Write, WriteResult
-from service.domain.errors import LedgerError, ValidationFailed
+from service.domain.errors import LedgerError, Unavailable, ValidationFailed
 from service.domain.values import is_valid_account_id
 
 router = APIRouter(tags=["writes"])
@@ -145,6 +145,9 @@ async def create_batch(request: Request) -> Any:
     results = await runtime.ledger.submit_many([write for _, write in planned])
     for (index, _), answer in zip(planned, results, strict=True):
         answers[index] = answer
+    down = [a for a in answers if isinstance(a, Unavailable)]
+    if down and not any(isinstance(a, WriteResult) for a in answers):
+        raise down[0]  # the store is down and nothing was written: 503 for the request
     return FastJSONResponse({"results": [_result(a) for a in answers if a is not None]})
 
 
