@@ -98,22 +98,28 @@ def balance_at_version(ledger: Ledger, account_id: str, version: int) -> dict[st
 
 
 def balance_as_of(ledger: Ledger, account_id: str, moment: datetime) -> dict[str, Any]:
-    """The balance at ``moment`` (the last entry recorded at or before it),
-    rebuilt from the entries; zeros at version 0 before the first entry.
+    """The balance at ``moment`` (the last entry recorded at or before it);
+    zeros at version 0 before the first entry.
+
+    Bounded work whatever the history's length: a binary search over entry
+    versions (an account's entries are recorded in time order) finds the
+    version in about log2(versions) point reads, and the account is rebuilt
+    from its nearest snapshot at or below that version.
 
     Raises:
         AccountNotFound: the account has no entries (404).
     """
-    _account(ledger, account_id)
-    version = 0
-    for event in ledger.events.get(account_uuid(account_id), gt=0):
-        assert isinstance(event, LedgerEntry)
-        if event.timestamp > moment:
-            break
-        version = event.originator_version
-    if version == 0:
+    low, high = 0, _account(ledger, account_id).version  # recorded at or before: low
+    while low < high:
+        middle = (low + high + 1) // 2
+        entry, _ = ledger.entry_at(account_id, middle)
+        if entry.timestamp <= moment:
+            low = middle
+        else:
+            high = middle - 1
+    if low == 0:
         return render_balance(Balance(account_id), 0)
-    return balance_at_version(ledger, account_id, version)
+    return balance_at_version(ledger, account_id, low)
 
 
 def active_holds(ledger: Ledger, account_id: str) -> dict[str, Any]:

@@ -446,3 +446,31 @@ def test_a_credit_limit_change_answers_200(ledger: Ledger) -> None:
         ]
         == -500
     )
+
+
+def test_balance_as_of_reads_a_bounded_number_of_entries_on_a_long_history(
+    settings: Settings, clock: FakeClock
+) -> None:
+    settings = settings.model_copy(update={"snapshot_interval": 50})
+    ledger = Ledger(env=settings.eventsourcing_env(), clock=clock)
+    try:
+        fund(ledger, "long", 10_000)
+        for _ in range(999):
+            clock.advance(seconds=1)
+            ledger.execute_write(commands.consume("long", 1, actor="t", idem=None))
+        recorder = ledger.ledger_recorder
+        real_select = recorder.select_events
+        read: list[int] = []
+
+        def counting_select(*args: object, **kwargs: object) -> list[object]:
+            events = real_select(*args, **kwargs)  # type: ignore[arg-type]
+            read.append(len(events))
+            return events  # type: ignore[return-value]
+
+        recorder.select_events = counting_select  # type: ignore[method-assign]
+        moment = T0 + timedelta(seconds=500, milliseconds=500)
+        past = reads.balance_as_of(ledger, "long", moment)
+        assert (past["version"], past["available"]) == (501, 10_000 - 500)
+        assert sum(read) < 200, f"{sum(read)} events read for one as_of"
+    finally:
+        ledger.close()
