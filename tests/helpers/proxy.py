@@ -8,6 +8,9 @@ Modes:
 - ``"blackhole"``: connections are accepted and bytes are swallowed, never
   answered, as behind a dead network path; open connections stall too. Going
   back to ``"pass"`` resets the stalled connections (their peers see an error).
+- ``"lose-answers"``: open connections still deliver what the client sends,
+  but the server's answers are swallowed (a commit whose acknowledgement is
+  lost); new connections are black-holed. Leaving it resets them all.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from typing import Literal
 
-Mode = Literal["pass", "refuse", "blackhole"]
+Mode = Literal["pass", "refuse", "blackhole", "lose-answers"]
 
 
 class TcpProxy:
@@ -40,7 +43,7 @@ class TcpProxy:
         """Switches mode; leaving ``"pass"`` (or a black hole) resets open connections."""
         with self._lock:
             previous, self.mode = self.mode, mode
-            if mode != previous and (mode == "refuse" or previous == "blackhole"):
+            if mode != previous and (mode == "refuse" or previous != "pass"):
                 pairs, self._pairs = self._pairs, []
             else:
                 pairs = []
@@ -85,9 +88,11 @@ class TcpProxy:
                     if not data:
                         return
                     other = peers[sock]
-                    if self.mode == "pass" and other is not None:
+                    mode = self.mode
+                    forward = mode == "pass" or (mode == "lose-answers" and sock is client)
+                    if forward and other is not None:
                         other.sendall(data)
-                    # otherwise: swallowed (black hole)
+                    # otherwise: swallowed
                 if self.mode == "refuse" or self._closed:
                     return
         except OSError:

@@ -1,0 +1,77 @@
+"""Issue 7, item 7: a write whose commit succeeded but whose acknowledgement
+was lost is answered as committed, and recorded once — even without an
+Idempotency-Key. The committer ends the server session that received the
+group, then finds its entries by their command ids (in the stored state)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+
+from service.adapters.migrate import migrate
+from service.application import commands
+from service.application.ledger import Ledger
+from service.config import Settings
+from tests.helpers.proxy import tcp_proxy
+from tests.helpers.servers import fresh_postgres_database
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_commit_whose_answer_was_lost_is_answered_201_and_recorded_once() -> None:
+    with fresh_postgres_database() as db_url, tcp_proxy("127.0.0.1", 5432) as proxy:
+        database = db_url.rsplit("/", 1)[1]
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        settings = Settings(database_url=url)
+        migrate(settings)
+        ledger = Ledger(env=settings.eventsourcing_env())
+        account = f"ack-{uuid.uuid4().hex[:8]}"
+        try:
+            ledger.execute_write(commands.purchase(account, 100, actor="t", idem=None))
+            proxy.set_mode("lose-answers")  # the next group commits; its answer is lost
+            restore = threading.Timer(0.5, proxy.set_mode, args=("pass",))
+            restore.start()
+            started = time.monotonic()
+            result = ledger.execute_write(commands.consume(account, 30, actor="t", idem=None))
+            restore.join()
+            assert result.status == 201, result.body
+            assert time.monotonic() - started < 5
+            entries = ledger.ledger_recorder.select_entries(ledger.get_account(account).id, 0, 10)
+            assert [e.originator_version for e in entries] == [1, 2]
+            assert ledger.get_account(account).available == 70
+            assert result.body["entry"]["version"] == 2
+        finally:
+            ledger.close()
+
+
+def test_a_group_that_never_reached_the_database_is_answered_503_and_left_nothing() -> None:
+    with fresh_postgres_database() as db_url, tcp_proxy("127.0.0.1", 5432) as proxy:
+        database = db_url.rsplit("/", 1)[1]
+        url = f"postgresql://postgres@127.0.0.1:{proxy.port}/{database}"
+        settings = Settings(database_url=url)
+        migrate(settings)
+        ledger = Ledger(env=settings.eventsourcing_env())
+        account = f"ack-{uuid.uuid4().hex[:8]}"
+        try:
+            ledger.execute_write(commands.purchase(account, 100, actor="t", idem=None))
+            proxy.set_mode("blackhole")  # nothing reaches the server
+            restore = threading.Timer(0.5, proxy.set_mode, args=("pass",))
+            restore.start()
+            result = asyncio.run(_consume(ledger, account))
+            restore.join()
+            assert result == 503
+            assert ledger.get_account(account).version == 1
+        finally:
+            ledger.close()
+
+
+async def _consume(ledger: Ledger, account: str) -> int:
+    try:
+        result = await ledger.submit_write(commands.consume(account, 30, actor="t", idem=None))
+    except Exception as error:
+        return int(getattr(error, "status", 500))
+    return result.status
