@@ -20,7 +20,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
+
+import anyio.to_thread
 
 from projections.balances import BalanceView
 from projections.broker import Broker, Message
@@ -38,6 +41,8 @@ CONFIRM_SECONDS = 0.05
 """Re-check interval of a position the bridge announced but the table lacks."""
 POLL_LIMIT = 1000
 """Rows per ``balances_after`` page."""
+QUERY_SECONDS = 2.0
+"""Longest wait for one poll of the balance table, in seconds."""
 
 
 class StreamHub:
@@ -219,5 +224,11 @@ class StreamHub:
         return len(rows)
 
     async def _query(self, function: Any, *args: Any) -> Any:
+        """``function(*args)`` in a worker thread, given up after
+        ``QUERY_SECONDS`` (the thread is abandoned: a database that never
+        answers must not stall every stream's poll)."""
         self.queries += 1
-        return await asyncio.to_thread(function, *args)
+        call = partial(function, *args)
+        return await asyncio.wait_for(
+            anyio.to_thread.run_sync(call, abandon_on_cancel=True), QUERY_SECONDS
+        )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic.config import JsonDict
 
 from service.api.schemas import (
     BalancePublic,
@@ -55,22 +56,43 @@ PATH_IDS: dict[str, str] = {"refund": "entry_id", "capture": "hold_id", "release
 """The id an operation names where its single write has it in the path."""
 
 
-class OperationCreate(BaseModel):
-    """One operation: ``op``, ``account_id``, an optional ``idempotency_key``,
-    the id its single write takes in the path (``entry_id`` for ``refund``,
-    ``hold_id`` for ``capture`` and ``release``), and that write's body fields."""
+OPERATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One write: `op`, `account_id`, an optional `idempotency_key`, the id its"
+    " single write takes in the path (`entry_id` for `refund`, `hold_id` for `capture` and"
+    " `release`) and that write's body fields. Only its being an object is checked for the"
+    " request: an operation that is not valid is answered by its own 422 result.",
+    "properties": {
+        "op": {"description": "One of " + ", ".join(f"`{op}`" for op in OPERATION_MODELS)},
+        "account_id": {"description": "^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"},
+        "idempotency_key": {"description": "1-255 printable ASCII characters"},
+        "entry_id": {"description": "`refund`: the consumption refunded"},
+        "hold_id": {"description": "`capture`, `release`: the hold"},
+    },
+    "additionalProperties": True,
+}
+"""An operation as documented: its fields are described, not constrained (a
+request with a malformed operation is answered 200, with a 422 result for it)."""
 
-    model_config = {"extra": "allow"}
+Operation = Annotated[dict[str, Any], WithJsonSchema(OPERATION_SCHEMA)]
 
-    op: OperationKind
-    account_id: str
-    idempotency_key: str | None = None
+BATCH_EXAMPLE: JsonDict = {
+    "operations": [
+        {"op": "purchase", "account_id": "user-7", "amount": 5000, "payment_reference": "pi_123"},
+        {"op": "consume", "account_id": "user-7", "amount": 120, "model": "gpt-4o"},
+        {"op": "hold", "account_id": "user-7", "amount": 30, "ttl_seconds": 60},
+    ]
+}
 
 
 class BatchCreate(BaseModel):
-    """``{"operations": [...]}``: 1 to 1,000 operations, applied in order."""
+    """``{"operations": [...]}``: 1 to 1,000 operation objects, applied in order
+    (other top-level members are ignored). Anything else is refused as a whole
+    (422, nothing written)."""
 
-    operations: list[OperationCreate] = Field(min_length=1, max_length=MAX_OPERATIONS)
+    model_config = ConfigDict(json_schema_extra={"examples": [BATCH_EXAMPLE]})
+
+    operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS)
 
 
 class OperationResult(BaseModel):

@@ -15,11 +15,12 @@ from typing import Any
 
 import eventsourcing.persistence as es
 import psycopg
+import psycopg_pool
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Route
+from starlette.routing import Match
 
 from service.domain.errors import (
     LedgerError,
@@ -42,8 +43,11 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     psycopg.OperationalError,
     psycopg.InterfaceError,
     sqlite3.OperationalError,
+    psycopg_pool.PoolTimeout,
+    TimeoutError,
 )
-"""Store failures answered with 503 ``unavailable`` (the request may be retried)."""
+"""Store failures answered with 503 ``unavailable`` (the request may be retried);
+``TimeoutError``: a store did not answer in time (``projections.hub``)."""
 
 RETRY_AFTER_SECONDS = 1
 
@@ -82,19 +86,23 @@ async def _request_validation(_: Request, exc: Exception) -> Response:
     return problem_response(ValidationFailed(validation_errors(errors)))
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+"""The methods a route of this app may take (never ``OPTIONS`` or ``TRACE``)."""
+
+
 def allowed_methods(request: Request) -> str:
-    """The ``Allow`` header of a 405: the methods of every route whose path
-    matches the request's (Starlette names those of the first route it tried,
-    e.g. ``POST`` alone for ``OPTIONS /v1/api-keys``, which also takes ``GET``)."""
-    path = request.scope["path"]
-    root = request.scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods.update(route.methods)
-    return ", ".join(sorted(methods))
+    """The ``Allow`` header of a 405: every method some route takes at the
+    request's path (Starlette names those of the first route it tried, e.g.
+    ``POST`` alone for ``OPTIONS /v1/api-keys``, which also takes ``GET``)."""
+    routes = request.app.router.routes
+    allowed = [
+        method
+        for method in METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -138,6 +138,13 @@ class _EventStream(EventSourceResponse):
             await send(message)
 
 
+async def _store_answers(runtime: Runtime) -> None:
+    """Before a stream starts (while a 503 can still be answered): raises
+    :class:`Unavailable` within 5 s when the database does not answer (one
+    read of the projection's position; contract v1.1, "Errors")."""
+    await runtime.guard.call(runtime.balances.position)
+
+
 def _response(runtime: Runtime, frames: AsyncIterator[bytes]) -> EventSourceResponse:
     """The SSE response of ``frames``.
 
@@ -198,6 +205,7 @@ async def balance_stream(
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
     still_valid = credential_check(runtime, principal)
+    await _store_answers(runtime)
     return _response(runtime, balance_frames(runtime, account_id, resume, still_valid))
 
 
@@ -246,6 +254,7 @@ async def entries_stream(
     _check_account(account_id)
     resume = _resume_from(request, last_event_id)
     still_valid = credential_check(runtime, principal)
+    await _store_answers(runtime)
     return _response(runtime, entry_frames(runtime, account_id, resume, still_valid))
 
 
@@ -302,6 +311,7 @@ async def all_balances_stream(
     Last-Event-ID, first each account's latest balance changed after it. A slow
     reader skips intermediate balances, never an account's latest."""
     resume = _resume_from(request, last_event_id)
+    await _store_answers(runtime)
     return _response(
         runtime, all_balance_frames(runtime, resume, credential_check(runtime, principal))
     )

@@ -134,7 +134,12 @@ def write_doc(model: type[BaseModel], *path_ids: str) -> dict[str, Any]:
             "in": "header",
             "required": False,
             "description": "1-255 printable ASCII characters (IETF Idempotency-Key draft)",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": "^[\\x20-\\x7E]+$",
+            },
         },
     ]
     return {**doc, "parameters": parameters, "security": [{"HTTPBearer": []}]}

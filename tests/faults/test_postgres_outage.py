@@ -30,6 +30,8 @@ def requests_needing_the_database(account: str) -> list[tuple[str, str, dict[str
         ("POST", f"/v1/accounts/{account}/consumptions", {"amount": 1}),
         ("GET", f"/v1/accounts/{account}/entries", None),
         ("GET", f"/v1/accounts/{account}/balance?as_of_version=1", None),
+        ("GET", f"/v1/accounts/{account}/balance?min_position=1000000", None),
+        ("GET", f"/v1/accounts/{account}/entries/stream", None),
         ("GET", f"/v1/accounts/{account}/holds", None),
         ("GET", f"/v1/accounts/{account}/credits", None),
         ("GET", "/v1/entries", None),

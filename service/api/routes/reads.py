@@ -96,7 +96,14 @@ async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: f
                 "in": "path",
                 "required": True,
                 "schema": {"type": "string", "pattern": ACCOUNT_ID_PATTERN.pattern},
-            }
+            },
+            {
+                "name": "If-None-Match",
+                "in": "header",
+                "required": False,
+                "description": "ETags seen before (also `*` and weak tags): 304 if one is current",
+                "schema": {"type": "string"},
+            },
         ],
         "security": [{"HTTPBearer": []}],
     },
