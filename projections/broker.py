@@ -18,12 +18,11 @@ import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
 import redis
 import redis.asyncio as aioredis
 
 from projections.channels import PREFIX
-from projections.publisher import BackgroundPublisher
+from projections.publisher import BackgroundPublisher, decode
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +209,7 @@ class RedisBroker(_Listeners):
                 await asyncio.wait_for(client.ping(), 2.0)  # idle: is the link alive?
                 continue
             try:
-                data = orjson.loads(message["data"])
+                data = decode(message["data"])
             except ValueError:
                 log.warning("bridge: ignored a message that is not JSON")
                 continue

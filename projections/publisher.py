@@ -12,6 +12,7 @@ Every drop calls ``on_lost`` so readers catch up from the store (see
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -23,6 +24,10 @@ import orjson
 import redis
 
 log = logging.getLogger(__name__)
+
+EXACT = b"J"
+"""Prefix of a message encoded by ``json`` (integers beyond 64 bits, which
+orjson neither writes nor reads exactly); see :func:`decode`."""
 
 QUEUE_LIMIT = 100_000
 """Most messages waiting to be sent; beyond it the oldest are dropped."""
@@ -100,9 +105,9 @@ class BackgroundPublisher:
             try:
                 with self._client.pipeline(transaction=False) as pipe:
                     for channel, message in batch:
-                        pipe.publish(self._namespace + channel, orjson.dumps(message))
+                        pipe.publish(self._namespace + channel, encode(message))
                     pipe.execute()
-            except redis.RedisError as error:
+            except Exception as error:  # never let one failure end the thread
                 self._backoff = min(max(self._backoff * 2, FIRST_BACKOFF), LAST_BACKOFF)
                 self._retry_at = self._clock() + self._backoff
                 log.warning("bridge publish failed: %s; next try in %.1f s", error, self._backoff)
@@ -112,3 +117,19 @@ class BackgroundPublisher:
                 self._drop(lost)
             else:
                 self._backoff = 0.0
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """``message`` as JSON bytes: orjson, or ``json`` behind :data:`EXACT` for
+    what orjson cannot write (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(message)
+    except TypeError:
+        return EXACT + json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes) -> Any:
+    """The message :func:`encode` made (integers exact)."""
+    if data.startswith(EXACT):
+        return json.loads(data[1:])
+    return orjson.loads(data)
