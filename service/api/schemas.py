@@ -28,9 +28,7 @@ MAX_POSITION = 2**63 - 1
 """Largest position or version a query may name (a 64-bit signed integer)."""
 SCOPES = ("consume", "purchase", "grant", "read", "audit", "admin")
 
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 _OFFSET_AFTER_SPACE = re.compile(r"(\d) (\d{2}:\d{2})$")
 
 
@@ -48,7 +46,7 @@ def parse_rfc3339(value: Any) -> datetime:
     if not _RFC3339.fullmatch(text):
         msg = "must be an RFC 3339 timestamp with a time zone offset, e.g. 2026-01-01T00:00:00Z"
         raise ValueError(msg)
-    date, _, rest = text.replace("t", "T").replace("z", "Z").partition("T")
+    date, rest = text[:10], text[11:].replace("z", "Z")  # "T", "t" or " " between
     fraction = re.search(r"\.(\d+)", rest)
     if fraction and len(fraction.group(1)) > 6:  # Python keeps microseconds
         rest = rest.replace(fraction.group(0), "." + fraction.group(1)[:6])
@@ -351,9 +349,13 @@ def problems(
 
 
 def sse_responses(event: str, data_schema: str) -> dict[int | str, dict[str, Any]]:
-    """The ``200`` of a Server-Sent Events stream (``text/event-stream``, one
-    ``itemSchema`` per event): ``event`` frames whose ``data`` is the JSON of
-    the component ``data_schema`` and whose ``id`` is a log position."""
+    """The ``200`` of a Server-Sent Events stream (``text/event-stream``):
+    ``event`` frames whose ``data`` is the JSON of the component
+    ``data_schema`` and whose ``id`` is a log position.
+
+    The ``schema`` describes one event (``{event, data, id, retry}``), as tools
+    read it before OpenAPI 3.2; 3.2's ``itemSchema`` is not valid in the 3.1
+    document FastAPI writes."""
     item = {
         "type": "object",
         "required": ["event", "data", "id"],
@@ -373,6 +375,6 @@ def sse_responses(event: str, data_schema: str) -> dict[int | str, dict[str, Any
             "description": f"`event: {event}` frames (first `retry: 3000`, then `: ping`"
             " comments every `LEDGER_SSE_PING_SECONDS`); the stream ends when its"
             " credentials expire or are revoked",
-            "content": {"text/event-stream": {"itemSchema": item}},
+            "content": {"text/event-stream": {"schema": item}},
         }
     }

@@ -71,7 +71,12 @@ def _stream_doc(event: str, data_schema: str) -> dict[str, Any]:
         "in": "header",
         "required": False,
         "description": "Resume after this position (SSE reconnection)",
-        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+        "schema": {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": MAX_POSITION},
+                {"type": "string", "maxLength": 0, "description": "Empty: as if absent"},
+            ]
+        },
     }
     return {
         "response_class": Response,
@@ -81,14 +86,22 @@ def _stream_doc(event: str, data_schema: str) -> dict[str, Any]:
 
 
 def _resume_from(request: Request, last_event_id: int | None) -> int | None:
+    """The position to resume after: the ``Last-Event-ID`` header (decimal
+    digits; empty is as if absent, as a browser that saw no id would send),
+    else ``?last_event_id=``, else ``None``.
+
+    Raises:
+        ValidationFailed: the header is not a position 0..2^63-1 (422); ``int``
+            alone would take ``+5``, ``1_0`` or non-ASCII digits.
+    """
     header = request.headers.get("last-event-id")
     if header is None or header.strip() == "":
         return last_event_id
-    try:
-        value = int(header)
-    except ValueError:
-        raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position") from None
-    if not 0 <= value <= MAX_POSITION:
+    text = header.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position")
+    value = int(text)
+    if value > MAX_POSITION:
         raise ValidationFailed.at(["header", "Last-Event-ID"], "must be a position (0..2^63-1)")
     return value
 

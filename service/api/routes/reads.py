@@ -113,7 +113,13 @@ async def get_balance(
     request: Request,
     min_position: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
     wait: Annotated[float, Query(ge=0, le=MAX_WAIT_SECONDS, allow_inf_nan=False)] = 0.0,
-    as_of: Annotated[str | None, Query(description="RFC 3339 timestamp")] = None,
+    as_of: Annotated[
+        str | None,
+        Query(
+            description="RFC 3339 timestamp with an offset (fractions past microseconds ignored)",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
     as_of_version: Annotated[int | None, Query(ge=0, le=MAX_POSITION)] = None,
 ) -> Response:
     """Scope ``read`` or a stream token of the account (credentials are read

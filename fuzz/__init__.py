@@ -1,0 +1,1 @@
+"""Fuzzing the HTTP API from its OpenAPI document (schemathesis); see ``fuzz.harness``."""
