@@ -95,7 +95,7 @@ class TcpProxy:
                     # otherwise: swallowed
                 if self.mode == "refuse" or self._closed:
                     return
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a socket closed by set_mode
             return
         finally:
             for sock in (client, upstream):
