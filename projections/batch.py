@@ -81,6 +81,7 @@ class BatchPlan:
                 version=entry.originator_version,
                 position=position,
                 updated_at=rfc3339(entry.timestamp),
+                hash=entry.hash,
             )
             states.append(state)
         states[-1] = final
@@ -102,6 +103,7 @@ class BatchPlan:
             version=entry.originator_version,
             position=position,
             updated_at=rfc3339(entry.timestamp),
+            hash=entry.hash,
         )
         for ref_id, due_at in expiry_schedule(entry):
             self.schedule[(account_id, ref_id)] = due_at

@@ -19,6 +19,7 @@ BALANCE_COLUMNS = (
     "version",
     "position",
     "updated_at",
+    "hash",
 )
 
 _increments = ", ".join(f"{c} = {{t}}ledger_balances.{c} + excluded.{c}" for c in COUNTERS)
@@ -33,7 +34,7 @@ UPSERT_BALANCE = (
     " credit_limit = CASE WHEN CAST(:new_limit AS BIGINT) IS NULL"
     " THEN {t}ledger_balances.credit_limit ELSE excluded.credit_limit END,"
     " version = excluded.version, position = excluded.position,"
-    " updated_at = excluded.updated_at"
+    " updated_at = excluded.updated_at, hash = excluded.hash"
     " WHERE {t}ledger_balances.version < excluded.version"
     " RETURNING " + ", ".join(BALANCE_COLUMNS)
 )

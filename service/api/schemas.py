@@ -182,6 +182,11 @@ class EntryPublic(BaseModel):
     refund_of: str | None
     expires_at: str | None
     metadata: dict[str, Any]
+    hash: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="SHA-256 of the previous entry's hash, a line feed and this entry's"
+        " canonical JSON (contract v1.1, hash chain)",
+    )
 
 
 class BalancePublic(BaseModel):
@@ -198,6 +203,10 @@ class BalancePublic(BaseModel):
     version: int
     position: int
     updated_at: str | None
+    hash: str = Field(
+        pattern="^[0-9a-f]{64}$",
+        description="Hash of the last entry applied (64 zeros before the first)",
+    )
     stale: bool | None = Field(default=None, description="Only with min_position, when not reached")
 
 

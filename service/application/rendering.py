@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.domain.events import LedgerEntry
+from service.domain.hashing import rfc3339
 from service.domain.values import Balance, entry_id_for
 
-ZERO = timedelta(0)
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z`` suffix and microseconds, or ``None``."""
-    if moment is None:
-        return None
-    if moment.utcoffset() != ZERO:
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+__all__ = ["render_balance", "render_entry", "rfc3339"]
 
 
 def render_entry(entry: LedgerEntry, position: int) -> dict[str, Any]:
@@ -41,6 +32,7 @@ def render_entry(entry: LedgerEntry, position: int) -> dict[str, Any]:
         "refund_of": entry.refund_of,
         "expires_at": rfc3339(entry.expires_at),
         "metadata": dict(entry.metadata),
+        "hash": entry.hash,
     }
 
 

@@ -24,6 +24,7 @@ from service.domain.errors import (
     RefundExceedsConsumption,
     ValidationFailed,
 )
+from service.domain.hashing import CANONICAL_KEYS, GENESIS, chain, rfc3339
 from service.domain.values import (
     COUNTERS,
     MAX_ACTIVE_HOLDS,
@@ -75,6 +76,8 @@ class Account(Aggregate):
         self.buckets: dict[str, Bucket] = {}
         self.holds: dict[str, Hold] = {}
         self.refunded_of: dict[str, int] = {}
+        self.last_hash = GENESIS
+        """The hash of the latest entry (the chain's head; 64 zeros before the first)."""
 
     # Commands ----------------------------------------------------------------
 
@@ -308,6 +311,7 @@ class Account(Aggregate):
             expired=self.expired,
             version=self.version,
             updated_at=self.modified_on if self.version else None,
+            hash=self.last_hash,
         )
 
     def credits(self) -> list[Bucket]:
@@ -418,10 +422,27 @@ class Account(Aggregate):
                     values["amount"], values["delta_available"], values["delta_held"]
                 )
             )
+        values["hash"] = self._next_hash(event_class, now, values)
         self.trigger_event(event_class, timestamp=now, **values)
         entry = self.pending_events[-1]
         assert isinstance(entry, ev.LedgerEntry)
         return Outcome(entry, self.balance())
+
+    def _next_hash(
+        self, event_class: type[ev.LedgerEntry], now: datetime, values: dict[str, Any]
+    ) -> str:
+        """The hash of the entry about to be recorded at the next version, from
+        its canonical JSON (contract v1.1, "Hash chain")."""
+        version = self.version + 1
+        rendered = {
+            **{key: values[key] for key in CANONICAL_KEYS if key in values},
+            "id": str(entry_id_for(self.id, version)),
+            "type": event_class.entry_type.value,
+            "version": version,
+            "recorded_at": rfc3339(now),
+            "expires_at": rfc3339(values["expires_at"]),
+        }
+        return chain(self.last_hash, rendered)
 
 
 _EXPIRIES = (ev.HoldExpired, ev.CreditExpired)

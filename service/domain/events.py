@@ -82,6 +82,9 @@ class LedgerEntry(Aggregate.Event):
     """Id of the command that recorded the entry (``None`` for the ledger's
     own expiries): after a lost commit acknowledgement, the writer finds out
     whether the stored entry is its own."""
+    hash: str | None = None
+    """The entry's link in the account's hash chain (``service.domain.hashing``),
+    fixed when the entry is recorded."""
 
     def effects(self) -> Effects:
         """The entry's changes to the balance counters."""
@@ -104,6 +107,8 @@ class LedgerEntry(Aggregate.Event):
 
     def apply(self, aggregate: Account) -> None:
         aggregate.apply_effects(self.effects())
+        if self.hash is not None:
+            aggregate.last_hash = self.hash
         self.apply_state(aggregate)
 
     def apply_state(self, account: Account) -> None:

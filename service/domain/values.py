@@ -172,6 +172,8 @@ class Balance:
     version: int = 0
     position: int | None = None
     updated_at: datetime | None = None
+    hash: str = "0" * 64
+    """The hash of entry ``version`` (64 zeros before the first entry)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (datetimes left as datetimes)."""
