@@ -157,6 +157,11 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
                 conn.commit()
             return balances
 
+    def apply_in(self, c: Any, plan: BatchPlan, tracking: Tracking) -> None:
+        """Applies ``plan`` with cursor ``c``, in the caller's transaction
+        (``ledger audit rebuild``)."""
+        self._apply(c, plan, tracking, None)
+
     def _apply(
         self, c: Any, plan: BatchPlan, tracking: Tracking, start: int | None
     ) -> list[list[dict[str, Any]]] | None:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from rich.console import Console
 
+from service.cli_audit import audit, export
 from service.config import Settings
 
 app = typer.Typer(
@@ -246,6 +247,10 @@ def replay(
     )
     summary.print(console)
     raise typer.Exit(code=0 if summary.ok else 1)
+
+
+app.command()(export)
+app.add_typer(audit, name="audit")
 
 
 if __name__ == "__main__":  # pragma: no cover
