@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from service.api.errors import PROBLEM_JSON
-from service.domain.values import MAX_AMOUNT
+from service.domain.values import MAX_AMOUNT, EntryType
 
 MAX_METADATA_KEYS = 50
 MAX_METADATA_BYTES = 8 * 1024
@@ -247,6 +247,37 @@ class CreditPublic(BaseModel):
 
 class CreditsPublic(BaseModel):
     credits: list[CreditPublic]
+
+
+class TypeTotalPublic(BaseModel):
+    """The entries of one type in a statement's window."""
+
+    count: int = Field(ge=1, description="Entries of this type in the window")
+    amount: int = Field(
+        ge=0, description="Sum of their `amount` in tokens (`credit_limit_change`: of the limits)"
+    )
+
+
+class StatementPublic(BaseModel):
+    """``GET /v1/accounts/{id}/statement`` (contract v1.1): the account over
+    ``[from, to)``."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    account_id: str
+    from_: str = Field(alias="from", description="The window's start (inclusive), RFC 3339 UTC")
+    to: str = Field(description="The window's end (exclusive), RFC 3339 UTC")
+    opening: BalancePublic = Field(
+        description="After every entry recorded before `from` (version 0 and zeros when none)"
+    )
+    closing: BalancePublic = Field(description="After every entry recorded before `to`")
+    totals: dict[str, TypeTotalPublic] = Field(
+        description="By entry type, the entries recorded in `[from, to)`; types without"
+        " entries are left out",
+        json_schema_extra={"propertyNames": {"enum": [t.value for t in EntryType]}},
+    )
+    first_version: int | None = Field(description="The window's first entry (null when none)")
+    last_version: int | None = Field(description="The window's last entry (null when none)")
 
 
 class StreamTokenPublic(BaseModel):

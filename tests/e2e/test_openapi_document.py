@@ -49,6 +49,7 @@ STATUSES: dict[tuple[str, str], set[int]] = {
     ("patch", "/v1/accounts/{account_id}"): {200, 400, 401, 403, 409, 413, 422, 503},
     ("post", "/v1/batch"): {200, 400, 401, 413, 422, 503},
     ("get", "/v1/accounts/{account_id}/balance"): {200, 304, 401, 403, 404, 422, 503},
+    ("get", "/v1/accounts/{account_id}/statement"): {200, 401, 403, 404, 422, 503},
     ("get", "/v1/accounts/{account_id}/entries"): {200, 401, 403, 404, 422, 503},
     ("get", "/v1/accounts/{account_id}/holds"): {200, 401, 403, 404, 422, 503},
     ("get", "/v1/accounts/{account_id}/credits"): {200, 401, 403, 404, 422, 503},

@@ -37,6 +37,7 @@ def audited() -> Iterator[tuple[Settings, list[str]]]:
         settings = Settings(database_url=url)
         migrate(settings)
         ledger = Ledger(env=settings.eventsourcing_env())
+        view = open_balance_view(settings)  # before the projection's thread opens it too
         projection = ProjectionService(settings, None, ledger)
         projection.start()
         accounts = [f"audit-{uuid.uuid4().hex[:6]}-{i}" for i in range(3)]
@@ -57,7 +58,6 @@ def audited() -> Iterator[tuple[Settings, list[str]]]:
                 last = ledger.execute_write(
                     commands.set_credit_limit(account, 300, actor="t", idem=None)
                 ).body["entry"]["position"]
-            view = open_balance_view(settings)
             deadline = time.monotonic() + 10
             while view.position() < last:  # waits on the projection's position
                 assert time.monotonic() < deadline, "projection did not catch up"

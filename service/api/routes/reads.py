@@ -1,8 +1,9 @@
-"""Reads: balance (current, waited-for or historical), entries, holds, credits
-and the global entry feed."""
+"""Reads: balance (current, waited-for or historical), entries, holds, credits,
+statements and the global entry feed."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,11 +18,12 @@ from service.api.schemas import (
     EntriesPage,
     GlobalEntriesPage,
     HoldsPublic,
+    StatementPublic,
     parse_rfc3339,
     problems,
 )
 from service.api.write_requests import account_id_of, caller
-from service.application import reads
+from service.application import reads, statement
 from service.domain.errors import AccountNotFound, ValidationFailed
 from service.domain.values import ACCOUNT_ID_PATTERN
 from service.runtime import Runtime
@@ -38,6 +40,18 @@ POLL_SECONDS = 0.05
 ACCOUNT_404 = "`account-not-found`: the account has no entries"
 ACCOUNT_READ_RESPONSES = problems(401, 403, 404, 422, 503, notes={404: ACCOUNT_404})
 """What a read of one account can answer besides 200."""
+STATEMENT_RESPONSES = problems(
+    401,
+    403,
+    404,
+    422,
+    503,
+    notes={
+        404: ACCOUNT_404,
+        422: "`validation-error`: a bad account id, `from` or `to` missing or not RFC 3339"
+        " with an offset, or `from` not before `to`",
+    },
+)
 ETAG = {
     "ETag": {
         "description": "The balance's position, quoted",
@@ -202,6 +216,65 @@ async def get_credits(
 ) -> JSONResponse:
     buckets = await runtime.guard.call(reads.credit_buckets, runtime.ledger, account_id)
     return JSONResponse(buckets)
+
+
+def _moments(query: dict[str, str]) -> list[datetime]:
+    """The RFC 3339 query parameters ``query`` (name to value) as UTC datetimes.
+
+    Raises:
+        ValidationFailed: one error for each that is not RFC 3339 (422).
+    """
+    moments, errors = [], []
+    for name, value in query.items():
+        try:
+            moments.append(parse_rfc3339(value))
+        except ValueError as error:
+            errors.append({"loc": ["query", name], "msg": str(error)})
+    if errors:
+        raise ValidationFailed(errors)
+    return moments
+
+
+@router.get(
+    "/v1/accounts/{account_id}/statement",
+    response_model=StatementPublic,
+    responses=STATEMENT_RESPONSES,
+    summary="The account over a time window: opening and closing balances, totals by type",
+    description="Scope `read`. `opening` is the balance after every entry recorded before"
+    " `from` (version 0 and zeros when there is none), `closing` after every entry recorded"
+    " before `to`; `totals` counts the entries recorded in `[from, to)` and sums their"
+    " `amount` by type (types without entries left out), and `first_version` /"
+    " `last_version` name them (null when none). `from` and `to` are echoed in UTC with"
+    " microseconds (fractions beyond are dropped). A window reaching past now covers the"
+    " entries recorded when the statement is read. Work is bounded by the window: the two"
+    " balances are found by binary search over the account's versions.",
+)
+async def get_statement(
+    principal: Reader,
+    account_id: AccountId,
+    runtime: RuntimeDep,
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            description="Start of the window (inclusive): RFC 3339 with an offset",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ],
+    to: Annotated[
+        str,
+        Query(
+            description="End of the window (exclusive): RFC 3339 with an offset",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ],
+) -> JSONResponse:
+    start, end = _moments({"from": from_, "to": to})
+    statement.check_window(start, end)  # bad input is a 422 even while the store is down
+    body = await runtime.guard.call(
+        statement.account_statement, runtime.ledger, account_id, start, end
+    )
+    return JSONResponse(body)
 
 
 @router.get(
