@@ -33,14 +33,15 @@ class BalanceView(TrackingRecorder, ABC):
 
     @abstractmethod
     def apply_batch(
-        self, plan: BatchPlan, tracking: Tracking, start: int | None
+        self, plan: BatchPlan, tracking: Tracking, start: int | None, with_states: bool = True
     ) -> list[list[dict[str, Any]]] | None:
         """Writes ``plan`` and records ``tracking`` in one transaction; returns
         per changed account its balances (contract Balances) right after each
         of its entries in the batch, the last being its new row (an account
-        whose row is already past the plan's version is left out), or ``None``,
-        writing nothing, when ``start`` is given and the tracking position is
-        no longer ``start`` (another runner moved it)."""
+        whose row is already past the plan's version is left out; none at all
+        when not ``with_states``), or ``None``, writing nothing, when ``start``
+        is given and the tracking position is no longer ``start`` (another
+        runner moved it)."""
         ...
 
     def apply_entry(

@@ -68,7 +68,7 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
             return [_row_to_balance(row) for row in curs.fetchall()]
 
     def apply_batch(
-        self, plan: BatchPlan, tracking: Tracking, start: int | None
+        self, plan: BatchPlan, tracking: Tracking, start: int | None, with_states: bool = True
     ) -> list[list[dict[str, Any]]] | None:
         with self.datastore.transaction(commit=True) as curs:
             if start is not None:
@@ -87,7 +87,7 @@ class PostgresBalanceView(PostgresTrackingRecorder, BalanceView):
             balances = []
             while True:
                 row = curs.fetchone()
-                if row is not None:
+                if row is not None and with_states:
                     final = _row_to_balance(row)
                     balances.append(plan.states(final, prior.get(final["account_id"])))
                 if not curs.nextset():
@@ -139,7 +139,7 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
             return [_row_to_balance(row) for row in c.fetchall()]
 
     def apply_batch(
-        self, plan: BatchPlan, tracking: Tracking, start: int | None
+        self, plan: BatchPlan, tracking: Tracking, start: int | None, with_states: bool = True
     ) -> list[list[dict[str, Any]]] | None:
         # BEGIN IMMEDIATE: a deferred transaction that reads first could not
         # take the write lock after the committer's (SQLite refuses at once).
@@ -147,7 +147,7 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
             c = conn.cursor()
             c.execute("BEGIN IMMEDIATE")
             try:
-                balances = self._apply(c, plan, tracking, start)
+                balances = self._apply(c, plan, tracking, start, with_states)
             except BaseException:
                 conn.rollback()
                 raise
@@ -160,10 +160,15 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
     def apply_in(self, c: Any, plan: BatchPlan, tracking: Tracking) -> None:
         """Applies ``plan`` with cursor ``c``, in the caller's transaction
         (``ledger audit rebuild``)."""
-        self._apply(c, plan, tracking, None)
+        self._apply(c, plan, tracking, None, with_states=False)
 
     def _apply(
-        self, c: Any, plan: BatchPlan, tracking: Tracking, start: int | None
+        self,
+        c: Any,
+        plan: BatchPlan,
+        tracking: Tracking,
+        start: int | None,
+        with_states: bool = True,
     ) -> list[list[dict[str, Any]]] | None:
         if start is not None and (self._max_tracking_id(APPLICATION_NAME, c) or 0) != start:
             return None
@@ -179,7 +184,7 @@ class SQLiteBalanceView(SQLiteTrackingRecorder, BalanceView):
         for params in plan.rows.values():
             c.execute(self._upsert, params)
             row = c.fetchone()
-            if row is not None:
+            if row is not None and with_states:
                 final = _row_to_balance(row)
                 balances.append(plan.states(final, prior.get(final["account_id"])))
         add, remove = _schedule_params(plan)

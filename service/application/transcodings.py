@@ -39,8 +39,10 @@ class FastJSONTranscoder(JSONTranscoder):
     Datetimes and dataclasses are passed to the registered transcodings as the
     library does (``{"_type_", "_data_"}``), so stored events read back the
     same with either encoder; what orjson cannot encode (integers beyond 64
-    bits in metadata) falls back to the library's encoder. Decoding is the
-    library's.
+    bits in metadata) falls back to the library's encoder. Decoding reads with
+    orjson and revives ``{"_type_", "_data_"}`` objects bottom-up, as the
+    library's object hook does; a document holding a float (which may be an
+    integer beyond 64 bits orjson read inexactly) is decoded by the library.
     """
 
     OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
@@ -50,3 +52,35 @@ class FastJSONTranscoder(JSONTranscoder):
             return orjson.dumps(obj, default=self._encode_obj, option=self.OPTIONS)
         except TypeError:
             return super().encode(obj)
+
+    def decode(self, data: bytes) -> Any:
+        try:
+            return self._revive(orjson.loads(data))
+        except _Inexact:
+            return super().decode(data)
+
+    def _revive(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is dict:
+            for key, item in value.items():
+                item_kind = type(item)
+                if item_kind is dict or item_kind is list:
+                    value[key] = self._revive(item)
+                elif item_kind is float:
+                    raise _Inexact
+            return self._decode_obj(value) if len(value) == 2 else value
+        if kind is list:
+            for index, item in enumerate(value):
+                item_kind = type(item)
+                if item_kind is dict or item_kind is list:
+                    value[index] = self._revive(item)
+                elif item_kind is float:
+                    raise _Inexact
+            return value
+        if kind is float:
+            raise _Inexact
+        return value
+
+
+class _Inexact(Exception):
+    """A float in the document: decode it with the library (exact integers)."""

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 ZEROS = "0" * 64
 LIMIT = 2**53 - 1
 HASHED = ("id", "account_id", "type", "amount", "delta_available", "version", "recorded_at",
@@ -69,10 +71,25 @@ class Folded:
 
 
 def entry_hash(previous: str, entry: dict[str, Any]) -> str:
-    """The contract's hash of ``entry`` after ``previous``."""
-    canonical = json.dumps({k: entry[k] for k in HASHED}, sort_keys=True,
-                           separators=(",", ":"), ensure_ascii=False)  # fmt: skip
-    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
+    """The contract's hash of ``entry`` after ``previous``: its canonical JSON
+    is ``json.dumps(..., sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)``, which orjson with sorted keys writes byte for byte
+    the same when no float is involved (faster)."""
+    covered = {k: entry[k] for k in HASHED}
+    if _no_float(covered["metadata"]):
+        canonical = orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
+    else:
+        canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False).encode()  # fmt: skip
+    return hashlib.sha256(previous.encode() + b"\n" + canonical).hexdigest()
+
+
+def _no_float(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_no_float(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_float(v) for v in value)
+    return not isinstance(value, float) and not (isinstance(value, int) and abs(value) >= 2**63)
 
 
 @dataclass

@@ -28,12 +28,12 @@ from psycopg.sql import SQL, Identifier
 from projections.balances import BalanceView, tracking_at
 from projections.batch import plan_batch
 from projections.runner import open_balance_view
-from service.adapters.log_stream import stream_log
-from service.application.audit.entries import ENTRY_TYPES
+from service.adapters.log_stream import StoredRow, stream_log
+from service.application.audit.entries import ENTRY_TYPES, domain_entry
 from service.application.ledger import Ledger
 from service.config import Settings
 
-BATCH = 5000
+BATCH = 50_000
 """Entries applied per transaction."""
 STAGING = "ledger_rebuild"
 TABLES = ("ledger_balances", "ledger_expiry_schedule")
@@ -57,12 +57,13 @@ def rebuild_projection(settings: Settings) -> str:
 def _batches(ledger: Ledger, after: int) -> Iterator[list[tuple[Any, int]]]:
     """Decoded entries after ``after``, ``BATCH`` at a time."""
     rows = (r for r in stream_log(ledger.recorder, after) if r.topic in ENTRY_TYPES)
-    to_event = ledger.mapper.to_domain_event
+    mapper = ledger.mapper
+
+    def slow(r: StoredRow) -> Any:
+        return mapper.to_domain_event(StoredEvent(r.originator_id, r.version, r.topic, r.state))
+
     while batch := list(itertools.islice(rows, BATCH)):
-        yield [
-            (to_event(StoredEvent(r.originator_id, r.version, r.topic, r.state)), r.position)
-            for r in batch
-        ]
+        yield [(domain_entry(r, slow), r.position) for r in batch]
 
 
 def _fill(view: BalanceView, ledger: Ledger, after: int) -> tuple[int, int]:
@@ -70,7 +71,7 @@ def _fill(view: BalanceView, ledger: Ledger, after: int) -> tuple[int, int]:
     count, position = 0, after
     for batch in _batches(ledger, after):
         plan = plan_batch(batch)
-        view.apply_batch(plan, tracking_at(plan.last), None)
+        view.apply_batch(plan, tracking_at(plan.last), None, with_states=False)
         count, position = count + len(batch), plan.last
     return count, position
 
