@@ -434,14 +434,12 @@ class Account(Aggregate):
         """The hash of the entry about to be recorded at the next version, from
         its canonical JSON (contract v1.1, "Hash chain")."""
         version = self.version + 1
-        rendered = {
-            **{key: values[key] for key in CANONICAL_KEYS if key in values},
-            "id": str(entry_id_for(self.id, version)),
-            "type": event_class.entry_type.value,
-            "version": version,
-            "recorded_at": rfc3339(now),
-            "expires_at": rfc3339(values["expires_at"]),
-        }
+        rendered = {key: values.get(key) for key in CANONICAL_KEYS}
+        rendered["id"] = f"{str(self.id)[:24]}{version:012x}"  # = entry_id_for(id, version)
+        rendered["type"] = event_class.entry_type.value
+        rendered["version"] = version
+        rendered["recorded_at"] = rfc3339(now)
+        rendered["expires_at"] = rfc3339(values["expires_at"])
         return chain(self.last_hash, rendered)
 
 

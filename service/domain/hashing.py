@@ -15,6 +15,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+
 GENESIS = "0" * 64
 """The hash "before" version 1 (and of a balance without entries)."""
 
@@ -52,13 +54,31 @@ def rfc3339(moment: datetime | None) -> str | None:
     return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def canonical(entry: dict[str, Any]) -> str:
-    """The canonical JSON of ``entry`` (an entry as the API renders it)."""
+def canonical(entry: dict[str, Any]) -> bytes:
+    """The canonical JSON of ``entry`` (an entry as the API renders it), UTF-8.
+
+    ``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``
+    by definition; orjson with sorted keys writes the same bytes when the
+    metadata holds no float and no integer beyond 64 bits, and is used then
+    (several times faster)."""
     covered = {key: entry[key] for key in CANONICAL_KEYS}
-    return json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if _orjson_exact(covered["metadata"]):
+        return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
+    text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")
 
 
 def chain(previous: str, entry: dict[str, Any]) -> str:
     """The hash of ``entry`` after the entry whose hash is ``previous``."""
-    text = previous + "\n" + canonical(entry)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(previous.encode() + b"\n" + canonical(entry)).hexdigest()
+
+
+def _orjson_exact(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict:
+        return all(_orjson_exact(item) for item in value.values())
+    if kind is list:
+        return all(_orjson_exact(item) for item in value)
+    if kind is int:
+        return bool(-(2**63) <= value < 2**64)
+    return kind is not float
