@@ -31,7 +31,7 @@ from projections.runner import open_balance_view
 from service.adapters.log_stream import StoredRow, stream_log
 from service.application.audit.entries import ENTRY_TYPES, domain_entry
 from service.application.ledger import Ledger
-from service.config import Settings
+from service.config import APPLICATION_NAME, Settings
 
 BATCH = 50_000
 """Entries applied per transaction."""
@@ -115,7 +115,7 @@ def _rebuild_sqlite(settings: Settings, ledger: Ledger) -> int:
     with view.datastore.transaction(commit=True) as cursor:
         cursor.execute("DELETE FROM ledger_balances")
         cursor.execute("DELETE FROM ledger_expiry_schedule")
-        cursor.execute(f"DELETE FROM {view.tracking_table_name}")  # noqa: S608
+        cursor.execute("DELETE FROM tracking WHERE application_name = ?", (APPLICATION_NAME,))
         for batch in _batches(ledger, 0):
             plan = plan_batch(batch)
             view.apply_in(cursor, plan, tracking_at(plan.last))
