@@ -216,3 +216,34 @@ def test_the_verify_command_exits_0_then_1_and_names_the_failure(
     assert report["failures"][0]["check"] == "balance"
     text = subprocess.run(command[:-1], env=env, capture_output=True, timeout=120, text=True)
     assert f"FAILED balance: account {accounts[2]} version 5" in text.stdout
+
+
+def test_balance_reads_keep_being_answered_while_a_rebuild_swaps_the_tables(
+    audited: tuple[Settings, list[str]],
+) -> None:
+    import threading
+
+    settings, accounts = audited
+    view = open_balance_view(settings)
+    expected = view.get_balance(accounts[0])
+    answered, errors = [], []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                answered.append(view.get_balance(accounts[0]))
+            except Exception as error:  # recorded, asserted below
+                errors.append(error)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        rebuild_projection(settings)
+        rebuild_projection(settings)
+    finally:
+        done.set()
+        reader.join(10)
+    assert not errors, errors[:3]
+    assert len(answered) > 10 and all(b == expected for b in answered)
+    assert view.get_balance(accounts[0]) == expected
