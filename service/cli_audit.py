@@ -49,11 +49,13 @@ def export(
 ) -> None:
     """Every entry (API form, with position and hash) in position order."""
     from service.application.audit.database import head_position, stored_entries
+    from service.application.audit.entries import collector_paused
     from service.application.audit.export import write_export
 
     settings = Settings()
     entries = stored_entries(settings, after_position, account)
     with contextlib.ExitStack() as stack:
+        stack.enter_context(collector_paused())
         out: Any = stack.enter_context(output.open("wb")) if output else sys.stdout.buffer
         progress = stack.enter_context(position_bar("export", head_position(settings)))
         count = write_export(entries, out, format.value, progress)

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from projections.runner import open_balance_view
+from service.application.audit.entries import collector_paused
 from service.application.audit.export import log_entries
 from service.application.audit.fold import HASHED, Failure
 from service.application.audit.verify import Progress, Report, compare_table, verify_entries
@@ -51,7 +52,8 @@ def verify_database(
     """Checks the whole log (or one account's entries) and the balance table."""
     view = open_balance_view(settings)
     projected = view.position()
-    fold, at = verify_entries(stored_entries(settings, 0, account_id), projected, progress)
+    with collector_paused():
+        fold, at = verify_entries(stored_entries(settings, 0, account_id), projected, progress)
     report = Report(entries=fold.entries, accounts=len(fold.balances))
     assert at is not None
     if account_id is None:
@@ -67,7 +69,8 @@ def verify_export(path: Path, progress: Progress | None = None) -> Report:
     """The same checks on an NDJSON export alone (no balance table). A line
     that is not an entry fails check ``format`` with its line number."""
     bad: list[Failure] = []
-    fold, _ = verify_entries(_export_entries(path, bad), None, progress)
+    with collector_paused():
+        fold, _ = verify_entries(_export_entries(path, bad), None, progress)
     fold.failures[:0] = bad
     return Report(entries=fold.entries, accounts=len(fold.balances), failures=fold.failures)
 

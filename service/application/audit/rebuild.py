@@ -29,7 +29,7 @@ from projections.balances import BalanceView, tracking_at
 from projections.batch import plan_batch
 from projections.runner import open_balance_view
 from service.adapters.log_stream import StoredRow, stream_log
-from service.application.audit.entries import ENTRY_TYPES, domain_entry
+from service.application.audit.entries import ENTRY_TYPES, collector_paused, domain_entry
 from service.application.ledger import Ledger
 from service.config import APPLICATION_NAME, Settings
 
@@ -43,11 +43,10 @@ def rebuild_projection(settings: Settings) -> str:
     """Rebuilds; returns a one-line summary (entries, seconds)."""
     started = time.monotonic()
     ledger = Ledger(env=settings.eventsourcing_env())
+    rebuild = _rebuild_postgres if settings.backend == "postgres" else _rebuild_sqlite
     try:
-        if settings.backend == "postgres":
-            count = _rebuild_postgres(settings, ledger)
-        else:
-            count = _rebuild_sqlite(settings, ledger)
+        with collector_paused():
+            count = rebuild(settings, ledger)
     finally:
         ledger.close()
     seconds = time.monotonic() - started
