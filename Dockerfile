@@ -8,6 +8,7 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY projections ./projections
 COPY migrations ./migrations
+COPY clients ./clients
 RUN python -m venv /opt/ledger \
     && /opt/ledger/bin/pip install --upgrade pip \
     && /opt/ledger/bin/pip install .

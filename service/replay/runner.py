@@ -3,9 +3,10 @@
 1. **Fund**: one purchase per account (``Idempotency-Key: <run_id>-fund``).
 2. **Consume**: one consumption per row, in arrival order (``t_offset_s``, divided
    by ``speedup`` when it is > 0), at most ``concurrency`` in flight, over one
-   keep-alive ``httpx.AsyncClient``; ``Idempotency-Key: <run_id>-<source>-<seq>``.
-   Transport errors, 503 and 409 ``idempotency-key-in-flight`` are retried
-   (bounded): the idempotency key makes a retry safe.
+   :class:`tokenledger_client.AsyncLedgerClient` (keep-alive connections);
+   ``Idempotency-Key: <run_id>-<source>-<seq>``. The client retries transport
+   errors, 503 and 409 ``idempotency-key-in-flight`` (bounded): the
+   idempotency key makes a retry safe.
 3. **Check**: for each account, wait for the projection to reach the highest
    position seen for it (``min_position`` + ``wait``) and compare ``available``
    and ``consumed`` with funding minus the accepted consumptions.
@@ -16,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,14 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from tokenledger_client import (
+    ApiError,
+    AsyncLedgerClient,
+    InsufficientBalance,
+    RetryEvent,
+    RetryPolicy,
+    TokenLedgerError,
+)
 
 from service.replay.accounts import DEFAULT_EXPONENT, ReplayPlan, plan_replay
 from service.replay.report import Mismatch, ReplaySummary, percentile
@@ -40,71 +48,18 @@ from service.replay.trace import TokenColumn, TraceRow, read_trace
 MAX_ATTEMPTS = 5
 """Attempts of one request on transport errors, 503 and 409 in-flight."""
 RETRY_BASE_SECONDS = 0.05
+RETRY_MAX_SECONDS = 1.0
 CHECK_WAIT_SECONDS = 10
 CHECK_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class Answer:
-    """A request's final outcome: ``status`` (HTTP, or 0 on a transport error),
-    parsed JSON ``body`` (``{}`` when none), ``seconds`` from first send to answer,
-    and how many ``retries`` it took."""
-
-    status: int
-    body: dict[str, Any]
-    seconds: float
-    retries: int
-
-    @property
-    def error_label(self) -> str:
-        """``"transport"`` or the status as text."""
-        return "transport" if self.status == 0 else str(self.status)
+def _label(error: TokenLedgerError) -> str:
+    """``"transport"`` (no answer) or the HTTP status of ``error`` as text."""
+    return str(error.status) if isinstance(error, ApiError) else "transport"
 
 
-def _retryable(response: httpx.Response) -> bool:
-    if response.status_code == 503:
-        return True
-    if response.status_code == 409:
-        try:
-            return bool(response.json().get("code") == "idempotency-key-in-flight")
-        except ValueError:
-            return False
-    return False
-
-
-async def _send(
-    client: httpx.AsyncClient,
-    method: str,
-    path: str,
-    *,
-    json: dict[str, Any] | None = None,
-    params: dict[str, Any] | None = None,
-    idempotency_key: str | None = None,
-) -> Answer:
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-    started = time.perf_counter()
-    retries = 0
-    while True:
-        try:
-            response = await client.request(method, path, json=json, params=params, headers=headers)
-        except httpx.RequestError:
-            if retries + 1 >= MAX_ATTEMPTS:
-                return Answer(0, {}, time.perf_counter() - started, retries)
-        else:
-            if not _retryable(response) or retries + 1 >= MAX_ATTEMPTS:
-                try:
-                    body = response.json()
-                except ValueError:
-                    body = {}
-                if not isinstance(body, dict):
-                    body = {}
-                return Answer(response.status_code, body, time.perf_counter() - started, retries)
-        await asyncio.sleep(min(1.0, RETRY_BASE_SECONDS * 2**retries))
-        retries += 1
-
-
-def _position(body: dict[str, Any]) -> int:
-    entry = body.get("entry")
+def _position(result: Mapping[str, Any]) -> int:
+    entry = result.get("entry")
     if isinstance(entry, dict) and isinstance(entry.get("position"), int):
         return int(entry["position"])
     return 0
@@ -223,13 +178,21 @@ async def replay(
         funded_tokens=sum(plan.funding.values()),
     )
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    timeout = httpx.Timeout(30.0 + check_wait)
+    policy = RetryPolicy(
+        max_attempts=MAX_ATTEMPTS, backoff=RETRY_BASE_SECONDS, max_backoff=RETRY_MAX_SECONDS
+    )
+
+    def count_retry(event: RetryEvent) -> None:
+        summary.retries += 1
+
     started = time.perf_counter()
-    async with httpx.AsyncClient(
-        base_url=url.rstrip("/"),
-        headers={"Authorization": f"Bearer {key}"},
+    async with AsyncLedgerClient(
+        url,
+        key,
+        timeout=httpx.Timeout(30.0),  # a balance read's ``wait`` is added by the client
+        retry=policy,
+        on_retry=count_retry,
         limits=limits,
-        timeout=timeout,
         transport=transport,
     ) as client:
         with _Bar(progress, console) as bar:
@@ -248,7 +211,7 @@ class _Driver:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: AsyncLedgerClient,
         plan: ReplayPlan,
         summary: ReplaySummary,
         concurrency: int,
@@ -272,23 +235,19 @@ class _Driver:
         run_id = self.plan.run_id
 
         async def purchase(account: str) -> None:
-            answer = await _send(
-                self.client,
-                "POST",
-                f"/v1/accounts/{account}/purchases",
-                json={
-                    "amount": self.plan.funding[account],
-                    "payment_reference": f"replay-{run_id}",
-                    "metadata": {"replay": run_id},
-                },
-                idempotency_key=f"{run_id}-fund",
-            )
-            self.summary.retries += answer.retries
-            if answer.status == 201:
-                self.funded[account] = self.plan.funding[account]
-                self.max_position[account] = max(self.max_position[account], _position(answer.body))
+            try:
+                result = await self.client.purchase(
+                    account,
+                    self.plan.funding[account],
+                    payment_reference=f"replay-{run_id}",
+                    metadata={"replay": run_id},
+                    idempotency_key=f"{run_id}-fund",
+                )
+            except TokenLedgerError as error:
+                self._error(f"purchase {_label(error)}")
             else:
-                self._error(f"purchase {answer.error_label}")
+                self.funded[account] = self.plan.funding[account]
+                self.max_position[account] = max(self.max_position[account], _position(result))
             self.bar.advance(task)
 
         await _bounded(list(self.plan.funding), self.concurrency, purchase)
@@ -303,31 +262,26 @@ class _Driver:
         async def consume_one(i: int) -> None:
             try:
                 row, account, amount = plan.rows[i], plan.accounts[i], plan.amounts[i]
-                answer = await _send(
-                    self.client,
-                    "POST",
-                    f"/v1/accounts/{account}/consumptions",
-                    json={
-                        "amount": amount,
-                        "model": row.model or row.source,
-                        "operation": row.source,
-                        "metadata": {"seq": row.seq},
-                    },
-                    idempotency_key=f"{plan.run_id}-{row.source}-{row.seq}",
-                )
-                self.summary.retries += answer.retries
-                self.latencies.append(answer.seconds)
-                if answer.status == 201:
+                sent = time.perf_counter()
+                try:
+                    result = await self.client.consume(
+                        account,
+                        amount,
+                        model=row.model or row.source,
+                        operation=row.source,
+                        metadata={"seq": row.seq},
+                        idempotency_key=f"{plan.run_id}-{row.source}-{row.seq}",
+                    )
+                except InsufficientBalance:
+                    self.summary.refused += 1
+                except TokenLedgerError as error:
+                    self._error(_label(error))
+                else:
                     self.summary.accepted += 1
                     self.summary.accepted_tokens += amount
                     self.accepted[account] += amount
-                    self.max_position[account] = max(
-                        self.max_position[account], _position(answer.body)
-                    )
-                elif answer.status == 402:
-                    self.summary.refused += 1
-                else:
-                    self._error(answer.error_label)
+                    self.max_position[account] = max(self.max_position[account], _position(result))
+                self.latencies.append(time.perf_counter() - sent)
                 self.bar.advance(task)
             finally:
                 gate.release()
@@ -350,26 +304,33 @@ class _Driver:
         self.summary.latency_p50_ms = percentile(ms, 50)
         self.summary.latency_p99_ms = percentile(ms, 99)
 
+    async def _read_balance(self, account: str, wait: int) -> tuple[str, Mapping[str, Any]]:
+        """``("200", balance)``, waited for up to ``CHECK_ATTEMPTS`` times while
+        stale, or the error's label and ``{}``."""
+        body: Mapping[str, Any] = {}
+        for _ in range(CHECK_ATTEMPTS):
+            try:
+                body = await self.client.balance(
+                    account, min_position=self.max_position[account], wait=wait
+                )
+            except TokenLedgerError as error:
+                return _label(error), {}
+            if not body.get("stale"):
+                break
+        return "200", body
+
     async def check(self, wait: int) -> None:
         task = self.bar.task("balance check", len(self.plan.funding))
 
         async def check_one(account: str) -> None:
             expected_consumed = self.accepted[account]
             expected_available = self.funded[account] - expected_consumed
-            params = {"min_position": self.max_position[account], "wait": wait}
-            answer = Answer(0, {}, 0.0, 0)
-            for _ in range(CHECK_ATTEMPTS):
-                answer = await _send(
-                    self.client, "GET", f"/v1/accounts/{account}/balance", params=params
-                )
-                if answer.status != 200 or not answer.body.get("stale"):
-                    break
-            body = answer.body
-            available = body.get("available") if answer.status == 200 else None
-            consumed = body.get("consumed") if answer.status == 200 else None
+            status, body = await self._read_balance(account, wait)
+            available = body.get("available")
+            consumed = body.get("consumed")
             nothing_expected = expected_available == 0 and expected_consumed == 0
-            if (answer.status == 404 and nothing_expected) or (
-                answer.status == 200
+            if (status == "404" and nothing_expected) or (
+                status == "200"
                 and not body.get("stale")
                 and available == expected_available
                 and consumed == expected_consumed
@@ -385,7 +346,7 @@ class _Driver:
                         expected_consumed=expected_consumed,
                         consumed=consumed if isinstance(consumed, int) else None,
                         stale=bool(body.get("stale")),
-                        detail="" if answer.status == 200 else f"HTTP {answer.error_label}",
+                        detail="" if status == "200" else f"HTTP {status}",
                     )
                 )
             self.bar.advance(task)
