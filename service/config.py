@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     """``ledger serve`` runs the projection in-process (set false to run
     ``ledger project`` apart)."""
     log_level: str = "info"
+    cors_origins: str = ""
+    """Origins (comma-separated, or ``*``) whose pages may call every route
+    from a browser; the browser client's read routes answer any origin anyway
+    (``service.api.ui``). Empty: no other route answers CORS."""
 
     @field_validator("secret_key", "admin_api_key")
     @classmethod

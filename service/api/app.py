@@ -17,6 +17,8 @@ from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
 from service.api.routes import batch, keys, ops, reads, writes
 from service.api.streams import router as streams_router
+from service.api.ui import CorsMiddleware
+from service.api.ui import router as ui_router
 from service.config import Settings
 from service.runtime import Runtime
 
@@ -81,6 +83,13 @@ Choices where the contract is silent:
   internal network). `/readyz` is 503 when the database is unreachable or
   when the projection lags more than 10000 positions; with Redis configured
   but down it answers 200 with `"status": "degraded"`.
+- `/ui/` (the dashboard and `tokenledger.js`) is outside this document. CORS:
+  the dashboard's files and an account's `GET` balance, entries and their
+  streams answer any origin (`Access-Control-Allow-Origin: *`, never with
+  credentials: they act only on the bearer credential the calling page
+  holds, and the API sets no cookie), so `<token-balance>` works on any
+  site; every other route answers only the origins in
+  `LEDGER_CORS_ORIGINS` (comma-separated, or `*`; none by default).
 """
 
 
@@ -122,9 +131,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(keys.router)
     app.include_router(streams_router)
     app.include_router(ops.router)
+    app.include_router(ui_router)  # /ui/: the dashboard and tokenledger.js
     metrics.routes = app.router.routes
     fast = [r for r in writes.router.routes + batch.router.routes if isinstance(r, APIRoute)]
     app.add_middleware(FastPathMiddleware, routes=fast)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(CorsMiddleware)
     return app
