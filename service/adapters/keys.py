@@ -35,8 +35,6 @@ BOOTSTRAP_NAME = "bootstrap-admin"
 """Name of the ``LEDGER_ADMIN_API_KEY`` key (the ``actor`` of its writes)."""
 FIRST_ADMIN_NAME = "admin"
 """Name of the admin key created at first start when no key exists."""
-SCOPES = frozenset({"consume", "purchase", "grant", "read", "audit", "admin"})
-"""Every scope of contract v1."""
 
 
 class ApiKeyExists(Conflict):
@@ -129,7 +127,7 @@ class KeyStore(ABC):
         """The record named ``name`` (the bootstrap key included), or ``None``."""
         return self.bootstrap_named(name) or self._by_name(name)
 
-    def revoke(self, name: str) -> bool:
+    def revoke(self, name: str) -> None:
         """Deletes the key ``name``.
 
         Raises:
@@ -142,7 +140,6 @@ class KeyStore(ABC):
             )
         if not self._delete(name):
             raise NotFound(f"no API key named {name!r}")
-        return True
 
     @abstractmethod
     def list(self) -> list[ApiKeyRecord]:

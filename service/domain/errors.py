@@ -87,10 +87,6 @@ class MethodNotAllowed(LedgerError):
     status, code, title = 405, "method-not-allowed", "Method not allowed"
 
 
-class NotAcceptable(LedgerError):
-    status, code, title = 406, "not-acceptable", "Not acceptable"
-
-
 class InsufficientBalance(LedgerError):
     """402: the entry would take ``available`` below ``-credit_limit``."""
 
@@ -122,10 +118,6 @@ class RefundExceedsConsumption(Conflict):
 
 class PayloadTooLarge(LedgerError):
     status, code, title = 413, "payload-too-large", "Payload too large"
-
-
-class UnsupportedMediaType(LedgerError):
-    status, code, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class ValidationFailed(LedgerError):

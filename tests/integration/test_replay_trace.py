@@ -70,8 +70,8 @@ def consumption_entries(client: httpx.Client, account: str) -> list[dict]:
         after = page["next_after_version"]
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason="../shared/data not beside the repo")
 def test_a_trace_slice_replays_with_every_projected_balance_exact(base_url: str) -> None:
+    assert TRACE.exists(), f"{TRACE}: ../shared/data must be beside the repository"
     summary = replay(base_url, "it1")
 
     assert summary.rows == ROWS
@@ -98,8 +98,8 @@ def test_a_trace_slice_replays_with_every_projected_balance_exact(base_url: str)
         assert consumed_entries == summary.accepted
 
 
-@pytest.mark.skipif(not TRACE.exists(), reason="../shared/data not beside the repo")
 def test_replaying_the_same_run_again_is_idempotent(base_url: str) -> None:
+    assert TRACE.exists(), f"{TRACE}: ../shared/data must be beside the repository"
     first = replay(base_url, "it2", rows=500)
     again = replay(base_url, "it2", rows=500)
     assert (again.accepted, again.refused) == (first.accepted, first.refused)

@@ -111,8 +111,8 @@ def test_unknown_header_or_malformed_row_is_a_trace_format_error(tmp_path: Path)
         read_trace(write(tmp_path, "y.csv", HEADER + "s,one,0,,,1,1,2\n"))
 
 
-@pytest.mark.skipif(not NORMALIZED.exists(), reason="../shared/data not beside the repo")
 def test_the_shared_normalized_trace_has_all_its_rows_and_one_zero_row() -> None:
+    assert NORMALIZED.exists(), f"{NORMALIZED}: ../shared/data must be beside the repository"
     rows = read_trace(NORMALIZED)
     assert len(rows) == 40_616
     assert Counter(r.source for r in rows)["burstgpt3_first400"] == 400
