@@ -48,10 +48,11 @@ def fresh_redis_database() -> Iterator[str]:
     db = random.randint(1, 15)  # noqa: S311
     url = f"{REDIS_URL}/{db}"
     client = redis.Redis.from_url(url)
-    client.ping()
+    client.flushdb()
     try:
         yield url
     finally:
+        client.flushdb()
         client.close()
 
 
