@@ -37,37 +37,52 @@ def exec_form(args: str) -> list[str]:
     return json.loads(args) if args.startswith("[") else shlex.split(args)
 
 
-def test_compose_has_postgres_redis_and_ledger_each_with_a_healthcheck(
+def test_compose_shows_migrate_api_projector_postgres_and_redis_with_health_checks(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert {"postgres", "redis", "ledger"} <= set(services)
+    assert set(services) == {"migrate", "api", "projector", "postgres", "redis"}
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["redis"]["image"].startswith("redis:7")
-    for name in ("postgres", "redis", "ledger"):
+    for name in ("postgres", "redis", "api", "projector"):
         assert services[name]["healthcheck"]["test"], name
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
     assert "ping" in services["redis"]["healthcheck"]["test"]
-    assert "/healthz" in " ".join(services["ledger"]["healthcheck"]["test"])
+    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
 
 
-def test_ledger_waits_for_healthy_postgres_and_redis(compose: dict[str, Any]) -> None:
-    depends = compose["services"]["ledger"]["depends_on"]
-    assert depends["postgres"]["condition"] == "service_healthy"
-    assert depends["redis"]["condition"] == "service_healthy"
-
-
-def test_ledger_environment_points_at_the_compose_services(compose: dict[str, Any]) -> None:
+def test_migrate_runs_once_before_the_api_replicas_and_the_projector(
+    compose: dict[str, Any],
+) -> None:
     services = compose["services"]
-    env = services["ledger"]["environment"]
+    assert services["migrate"]["command"] == ["ledger", "migrate"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("api", "projector"):
+        depends = services[name]["depends_on"]
+        assert depends["migrate"]["condition"] == "service_completed_successfully", name
+        assert depends["redis"]["condition"] == "service_healthy", name
+    assert services["api"]["deploy"]["replicas"] == 2
+    assert services["api"]["command"][:2] == ["ledger", "serve"]
+    assert services["api"]["environment"]["LEDGER_RUN_PROJECTION"] == "false"
+    assert services["projector"]["command"] == ["ledger", "project"]
+
+
+def test_every_ledger_service_points_at_the_compose_stores_without_a_default_secret(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
     pg = services["postgres"]["environment"]
-    assert env["LEDGER_DATABASE_URL"] == (
-        f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
-        f"@postgres:5432/{pg['POSTGRES_DB']}"
-    )
-    assert env["LEDGER_REDIS_URL"].startswith("redis://redis:6379/")
-    assert env["LEDGER_ADMIN_API_KEY"].startswith("${LEDGER_ADMIN_API_KEY")
-    assert services["ledger"]["build"] == "."
+    for name in ("migrate", "api", "projector"):
+        env = services[name]["environment"]
+        assert services[name]["build"] == "."
+        assert env["LEDGER_DATABASE_URL"] == (
+            f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}"
+            f"@postgres:5432/{pg['POSTGRES_DB']}"
+        )
+        assert env["LEDGER_REDIS_URL"].startswith("redis://redis:6379/")
+        for secret in ("LEDGER_ADMIN_API_KEY", "LEDGER_SECRET_KEY"):
+            assert env[secret].startswith("${" + secret + ":?"), (name, secret)
 
 
 def test_dockerfile_runs_ledger_serve_as_a_non_root_user_on_slim(
@@ -98,8 +113,10 @@ def test_exposed_port_is_the_published_and_served_port(
     exposed = {a.split("/")[0] for i, a in dockerfile if i == "EXPOSE"}
     cmd = exec_form([a for i, a in dockerfile if i == "CMD"][-1])
     served = cmd[cmd.index("--port") + 1]
-    published = {str(p).split(":")[-1] for p in compose["services"]["ledger"]["ports"]}
-    assert exposed == {served} == published == {"8000"}
+    api = compose["services"]["api"]
+    published = {str(p).split(":")[-1] for p in api["ports"]}
+    api_port = api["command"][api["command"].index("--port") + 1]
+    assert exposed == {served} == published == {api_port} == {"8000"}
 
 
 def test_pyproject_declares_the_ledger_script_and_pins_eventsourcing() -> None:
