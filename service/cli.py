@@ -220,7 +220,7 @@ def replay(
     Exits 0 only when every account's projected balance equals its funding minus
     its accepted consumptions and every request answered 201 or 402.
     """
-    from service.replay import run_replay
+    from tokenledger_replay import run_replay
 
     per_account = parse_funding(funding)
     if key is None:

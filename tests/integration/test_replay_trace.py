@@ -8,9 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tokenledger_replay import ReplaySummary, run_replay
 
 from service.config import Settings
-from service.replay import ReplaySummary, run_replay
 from tests.helpers.servers import (
     ADMIN_KEY,
     fresh_postgres_database,

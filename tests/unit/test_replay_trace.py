@@ -10,19 +10,19 @@ from typing import Any
 
 import httpx
 import pytest
-from typer.testing import CliRunner
-
-from service.cli import app, parse_funding
-from service.replay import run_replay
-from service.replay.accounts import (
+from tokenledger_replay import run_replay
+from tokenledger_replay.accounts import (
     ZipfSampler,
     account_id,
     assign_accounts,
     compute_funding,
     plan_replay,
 )
-from service.replay.report import ReplaySummary, percentile
-from service.replay.trace import TraceFormatError, TraceRow, read_trace
+from tokenledger_replay.report import ReplaySummary, percentile
+from tokenledger_replay.trace import TraceFormatError, TraceRow, read_trace
+from typer.testing import CliRunner
+
+from service.cli import app, parse_funding
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NORMALIZED = SHARED_DATA / "llm_usage_replay_normalized.csv"

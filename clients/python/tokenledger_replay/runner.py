@@ -41,9 +41,9 @@ from tokenledger_client import (
     TokenLedgerError,
 )
 
-from service.replay.accounts import DEFAULT_EXPONENT, ReplayPlan, plan_replay
-from service.replay.report import Mismatch, ReplaySummary, percentile
-from service.replay.trace import TokenColumn, TraceRow, read_trace
+from tokenledger_replay.accounts import DEFAULT_EXPONENT, ReplayPlan, plan_replay
+from tokenledger_replay.report import Mismatch, ReplaySummary, percentile
+from tokenledger_replay.trace import TokenColumn, TraceRow, read_trace
 
 MAX_ATTEMPTS = 5
 """Attempts of one request on transport errors, 503 and 409 in-flight."""
@@ -141,7 +141,7 @@ async def replay(
     ``speedup`` 0 posts as fast as ``concurrency`` allows; otherwise row ``i`` is
     sent no earlier than ``t_offset_s / speedup`` seconds after the start.
     ``funding`` is tokens per account, or ``None`` for the seeded auto rule of
-    :func:`service.replay.accounts.compute_funding`. ``run_id`` (default: random
+    :func:`tokenledger_replay.accounts.compute_funding`. ``run_id`` (default: random
     8 hex digits) prefixes every account id and idempotency key; reusing it
     replays idempotently. ``transport`` replaces the network (tests).
 

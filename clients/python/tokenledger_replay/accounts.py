@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 
-from service.replay.trace import TokenColumn, TraceRow
+from tokenledger_replay.trace import TokenColumn, TraceRow
 
 DEFAULT_EXPONENT = 1.1
 SHORTFALL_SHARE = 0.25
