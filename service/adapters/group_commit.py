@@ -236,7 +236,7 @@ class PostgresGroupCommit:
         while await (await conn.execute(alive, (pid, started))).fetchone() is not None:
             await asyncio.sleep(0.02)
         if not write.events:
-            return []
+            return None  # nothing to find: answer 503 rather than trust stale refusals
         query = SQL(
             "SELECT e.originator_id, e.originator_version, e.notification_id, e.state"
             " FROM unnest(%s::uuid[], %s::bigint[]) AS u(id, v) JOIN {}.{} e"

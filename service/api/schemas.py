@@ -58,12 +58,37 @@ def parse_rfc3339(value: Any) -> datetime:
         raise ValueError(msg) from None
 
 
+MAX_METADATA_DEPTH = 32
+"""Most levels of nested objects and arrays in ``metadata``."""
+RESERVED_SHAPE = {"_type_", "_data_"}
+"""An object of exactly these keys is how stored events mark typed values."""
+
+
+def _check_nesting(value: Any, depth: int) -> None:
+    """Raises ``ValueError`` beyond ``MAX_METADATA_DEPTH`` levels, or on an
+    object shaped like the event store's typed values (it would not read back
+    as written)."""
+    if depth > MAX_METADATA_DEPTH:
+        msg = f"at most {MAX_METADATA_DEPTH} levels of nesting"
+        raise ValueError(msg)
+    if isinstance(value, dict):
+        if set(value) == RESERVED_SHAPE:
+            msg = 'an object with exactly the keys "_type_" and "_data_" is reserved'
+            raise ValueError(msg)
+        for item in value.values():
+            _check_nesting(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_nesting(item, depth + 1)
+
+
 def _check_metadata(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     if len(value) > MAX_METADATA_KEYS:
         msg = f"at most {MAX_METADATA_KEYS} keys"
         raise ValueError(msg)
+    _check_nesting(value, 1)
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except ValueError:

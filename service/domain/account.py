@@ -61,6 +61,9 @@ class Account(Aggregate):
     """Balance counters (tokens), credit buckets and active holds of one account."""
 
     INITIAL_VERSION = 0
+    last_hash: str = GENESIS
+    """Class default: accounts restored from a snapshot taken before the hash
+    chain existed start it from 64 zeros."""
 
     @staticmethod
     def create_id(account_id: str) -> uuid.UUID:
@@ -86,7 +89,7 @@ class Account(Aggregate):
     ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
-        self.check_room_for_bucket(amount)
+        self.check_room_for_bucket(amount, expires_at)
         return self._record(
             ev.Purchased,
             now,
@@ -101,7 +104,7 @@ class Account(Aggregate):
     ) -> Outcome:
         self.check_expires_in_future(expires_at, now)
         self.settle(now)
-        self.check_room_for_bucket(amount)
+        self.check_room_for_bucket(amount, expires_at)
         return self._record(
             ev.Granted, now, amount=amount, delta_available=amount, expires_at=expires_at, **fields
         )
@@ -267,12 +270,15 @@ class Account(Aggregate):
                 " have: capture or release one first",
             )
 
-    def check_room_for_bucket(self, amount: int) -> None:
+    def check_room_for_bucket(self, amount: int, expires_at: datetime | None) -> None:
         """Raises :class:`ValidationFailed` (422) when a credit of ``amount``
-        tokens would open a credit bucket beyond ``MAX_CREDIT_BUCKETS`` (1,000)
-        buckets with tokens left. A credit that only repays debt opens none."""
-        opens_bucket = amount > max(self.debt, 0)
-        if opens_bucket and len(self.buckets) >= MAX_CREDIT_BUCKETS:
+        tokens expiring at ``expires_at`` would open a credit bucket beyond
+        ``MAX_CREDIT_BUCKETS`` (1,000) expiring buckets with tokens left.
+        Credits that never expire are not buckets in the contract's sense and
+        are always accepted; a credit that only repays debt opens none."""
+        opens_bucket = expires_at is not None and amount > max(self.debt, 0)
+        expiring = sum(1 for b in self.buckets.values() if b.expires_at is not None)
+        if opens_bucket and expiring >= MAX_CREDIT_BUCKETS:
             raise ValidationFailed.at(
                 ["body", "amount"],
                 f"the account already has {MAX_CREDIT_BUCKETS} credit buckets with tokens"
@@ -416,6 +422,8 @@ class Account(Aggregate):
     def _record(self, event_class: type[ev.LedgerEntry], now: datetime, **fields: Any) -> Outcome:
         values: dict[str, Any] = dict(_ENTRY_DEFAULTS, account_id=self.account_id)
         values.update(fields)
+        if self.version:  # an account's entries never go back in time (clock skew)
+            now = max(now, self.modified_on)
         if event_class not in _EXPIRIES:  # expiries only move what is there
             self.check_within_limits(
                 event_class.effects_of(

@@ -63,7 +63,10 @@ def canonical(entry: dict[str, Any]) -> bytes:
     (several times faster)."""
     covered = {key: entry[key] for key in CANONICAL_KEYS}
     if _orjson_exact(covered["metadata"]):
-        return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
+        try:
+            return orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # nesting orjson refuses: json writes the same bytes
+            pass
     text = json.dumps(covered, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")
 

@@ -4,7 +4,7 @@ records nothing."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -32,16 +32,27 @@ def test_the_thousand_and_first_active_hold_is_refused_until_one_closes() -> Non
     assert len(account.holds) == MAX_ACTIVE_HOLDS
 
 
-def test_a_credit_opening_the_thousand_and_first_bucket_is_refused() -> None:
+def test_a_credit_opening_the_thousand_and_first_expiring_bucket_is_refused() -> None:
     account = Account(account_id="collector")
+    later = NOW + timedelta(days=30)
     for _ in range(MAX_CREDIT_BUCKETS):
-        account.purchase(5, expires_at=None, now=NOW)
+        account.purchase(5, expires_at=later, now=NOW)
     version = account.version
     with pytest.raises(ValidationFailed):
-        account.purchase(5, expires_at=None, now=NOW)
+        account.purchase(5, expires_at=later, now=NOW)
     with pytest.raises(ValidationFailed):
-        account.grant(5, expires_at=None, now=NOW, reason="gift")
+        account.grant(5, expires_at=later, now=NOW, reason="gift")
     assert account.version == version and account.available == 5 * MAX_CREDIT_BUCKETS
-    account.consume(5, now=NOW)  # empties the oldest bucket: room for one more
-    account.purchase(5, expires_at=None, now=NOW)
+    account.consume(5, now=NOW)  # empties the bucket that expires first: room for one more
+    account.purchase(5, expires_at=later, now=NOW)
     assert len(account.credits()) == MAX_CREDIT_BUCKETS
+
+
+def test_credits_that_never_expire_are_always_accepted() -> None:
+    account = Account(account_id="saver")
+    later = NOW + timedelta(days=30)
+    for _ in range(MAX_CREDIT_BUCKETS):
+        account.purchase(5, expires_at=later, now=NOW)
+    for _ in range(3):
+        account.purchase(5, expires_at=None, now=NOW)  # a valid purchase gets 201
+    assert account.available == 5 * (MAX_CREDIT_BUCKETS + 3)

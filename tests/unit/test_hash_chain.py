@@ -79,3 +79,15 @@ def test_changing_any_covered_field_changes_the_hash() -> None:
     assert contract_hash("0" * 64, entry | {"amount": 6}) != base
     assert contract_hash("1" * 64, entry) != base
     assert contract_hash("0" * 64, entry | {"position": 99}) == base  # not covered
+
+
+def test_deeply_nested_metadata_is_hashed_exactly_like_the_contracts_json(ledger: Ledger) -> None:
+    nested: Any = "leaf"
+    for _ in range(300):
+        nested = [nested]
+    written = ledger.execute_write(
+        commands.purchase("deep", 10, actor="t", idem=None, metadata={"n": nested})
+    )
+    entry = reads.account_entries(ledger, "deep", 0, 10)["entries"][0]
+    assert written.status == 201
+    assert entry["hash"] == contract_hash("0" * 64, entry)

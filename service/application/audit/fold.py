@@ -76,9 +76,11 @@ def entry_hash(previous: str, entry: dict[str, Any]) -> str:
     ensure_ascii=False)``, which orjson with sorted keys writes byte for byte
     the same when no float is involved (faster)."""
     covered = {k: entry[k] for k in HASHED}
-    if _no_float(covered["metadata"]):
+    try:
+        if not _no_float(covered["metadata"]):
+            raise TypeError
         canonical = orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
-    else:
+    except (TypeError, RecursionError):  # floats, big integers, deep nesting
         canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"),
                                ensure_ascii=False).encode()  # fmt: skip
     return hashlib.sha256(previous.encode() + b"\n" + canonical).hexdigest()
