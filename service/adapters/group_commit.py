@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -169,7 +170,9 @@ class PostgresGroupCommit:
         with self.datastore.get_connection() as conn:
             conn.execute(statement)
 
-    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+    async def record_group_async(
+        self, write: GroupWrite, alive: Callable[[], Awaitable[bool]] | None = None
+    ) -> list[int] | Refused:
         """Records ``write``; returns the positions of its events, in order,
         or :class:`Refused` (nothing written). Runs on this process's event
         loop over one connection of its own (groups are recorded one at a
@@ -177,14 +180,25 @@ class PostgresGroupCommit:
 
         Raises psycopg errors when the database refused the group (nothing
         written), and :class:`UnknownOutcome` when the group was sent and no
-        answer came back (see :meth:`resolve_group_async`)."""
+        answer came back (see :meth:`resolve_group_async`). When no answer
+        came within :data:`GROUP_SECONDS` and ``alive()`` (a probe of the
+        database) says it answers, the group is merely slow (waiting for
+        another process's table lock, a checkpoint): it is waited for up to
+        the lock timeout."""
         conn = await self._connection()
         session: tuple[int, Any] = conn.info.backend_pid, self._session_start
+        task = asyncio.ensure_future(self._execute_group(conn, write))
         try:
-            rows = await bounded(self._execute_group(conn, write), GROUP_SECONDS)
-        except TimeoutError:
-            self._abandon(conn)
-            raise UnknownOutcome(session) from None
+            done, _ = await asyncio.wait({task}, timeout=GROUP_SECONDS)
+            if not done and alive is not None and await alive():
+                patience = float(self.datastore.lock_timeout or 10)
+                done, _ = await asyncio.wait({task}, timeout=patience)
+            if not done:
+                task.cancel()
+                task.add_done_callback(_ignore_outcome)
+                self._abandon(conn)
+                raise UnknownOutcome(session)
+            rows = task.result()
         except psycopg.Error as error:
             await self._drop_connection(conn)
             if error.sqlstate is None:  # the link failed, not the statement
@@ -386,7 +400,9 @@ class SQLiteGroupCommit:
     def create_group_function(self) -> None:
         """Nothing to create on SQLite."""
 
-    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+    async def record_group_async(
+        self, write: GroupWrite, alive: Callable[[], Awaitable[bool]] | None = None
+    ) -> list[int] | Refused:
         """:meth:`record_group` in a thread (no asyncio SQLite driver here)."""
         return await asyncio.to_thread(self.record_group, write)
 

@@ -9,7 +9,7 @@ Its table, ``ledger_idempotency_keys``, is created by the migrations
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -50,7 +50,9 @@ class LedgerRecorder(Protocol):
         """The position of the account's last stored event (0: none)."""
         ...
 
-    async def record_group_async(self, write: GroupWrite) -> list[int] | Refused:
+    async def record_group_async(
+        self, write: GroupWrite, alive: Callable[[], Awaitable[bool]] | None = None
+    ) -> list[int] | Refused:
         """Records a group of writes in one transaction (see ``group_commit``)."""
         ...
 
