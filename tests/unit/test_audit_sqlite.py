@@ -59,3 +59,17 @@ def test_sqlite_ledger_exports_verifies_and_rebuilds(tmp_path: Path) -> None:
         capture_output=True, timeout=120, text=True,
     )  # fmt: skip
     assert checked.returncode == 0 and "all checks hold" in checked.stdout
+
+
+def test_an_export_line_with_wrong_types_is_a_format_failure_not_a_crash(tmp_path: Path) -> None:
+    from service.application.audit.database import verify_export
+    from service.application.audit.fold import HASHED
+
+    line = dict.fromkeys(HASHED) | {"account_id": "x", "version": 1, "position": 1,
+                                    "amount": "5", "delta_available": 5, "type": "purchase",
+                                    "metadata": {}, "hash": "0" * 64}  # fmt: skip
+    export = tmp_path / "bad.ndjson"
+    export.write_text(json.dumps(line) + "\n")
+    report = verify_export(export)
+    assert ("x", "format") in [(f.account_id, f.check) for f in report.failures]
+    assert not report.ok

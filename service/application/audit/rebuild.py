@@ -78,7 +78,7 @@ def _fill(view: BalanceView, ledger: Ledger, after: int) -> tuple[int, int]:
 def _rebuild_postgres(settings: Settings, ledger: Ledger) -> int:
     live_view: Any = open_balance_view(settings)
     live = settings.database_schema or "public"
-    tables = (*TABLES, live_view.tracking_table_name)
+    tables = (live_view.tracking_table_name, *TABLES)  # the projection's lock order
     conninfo = settings.postgres_conninfo()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(Identifier(STAGING)))
@@ -91,6 +91,8 @@ def _rebuild_postgres(settings: Settings, ledger: Ledger) -> int:
             )
     staging = open_balance_view(settings.model_copy(update={"database_schema": STAGING}))
     count, position = _fill(staging, ledger, 0)
+    caught_up, position = _fill(staging, ledger, position)  # shortens the locked catch-up
+    count += caught_up
     with psycopg.connect(conninfo) as conn:  # one transaction: the swap
         conn.execute("SET LOCAL lock_timeout = '10s'")
         conn.execute(

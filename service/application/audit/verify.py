@@ -60,7 +60,12 @@ def verify_entries(
             and entry["position"] > projection_position
         ):
             at = copy.deepcopy(fold.balances)
-        fold.add(entry)
+        try:
+            fold.add(entry)
+        except (TypeError, ValueError, KeyError, AttributeError) as error:  # an edited export
+            where = str(entry.get("account_id", "?"))
+            fold.failures.append(Failure(where, entry.get("version"), "format", repr(error)))
+            continue
         if progress is not None and fold.entries % 10_000 == 0:
             progress(entry["position"])
     if at is None and projection_position is not None:
