@@ -71,24 +71,37 @@ class DatabaseGuard:
         """``fn(*args)`` in a worker thread, answered within about
         ``PATIENCE + PROBE_SECONDS`` seconds when the database is down.
 
+        A store error while the database answers a probe (a pooled connection
+        broken by an outage that is over) is retried once, on a fresh
+        connection: callers are reads and idempotent lookups.
+
         Raises :class:`Unavailable` when it is down (before or during the
         call), and whatever ``fn`` raises otherwise."""
+        for attempt in (1, 2):
+            try:
+                return await self._call_once(fn, *args)
+            except self._errors as error:
+                if self.conninfo is None:
+                    raise
+                if not await self.probe():
+                    raise Unavailable(
+                        "the ledger's database is unavailable; retry later", RETRY_AFTER
+                    ) from error
+                if attempt == 2:
+                    raise
+                log.info("retrying a call after a store error: %s", type(error).__name__)
+        raise AssertionError("unreachable")
+
+    async def _call_once(self, fn: Callable[..., T], *args: Any) -> T:
         self.check()
         task = asyncio.ensure_future(
             anyio.to_thread.run_sync(partial(fn, *args), abandon_on_cancel=True)
         )
-        try:
-            done, _ = await asyncio.wait({task}, timeout=PATIENCE if self.conninfo else None)
-            if not done and not await self.probe():
-                task.cancel()
-                self.check()
-            return await task
-        except self._errors as error:
-            if self.conninfo is not None and not await self.probe():
-                raise Unavailable(
-                    "the ledger's database is unavailable; retry later", RETRY_AFTER
-                ) from error
-            raise
+        done, _ = await asyncio.wait({task}, timeout=PATIENCE if self.conninfo else None)
+        if not done and not await self.probe():
+            task.cancel()
+            self.check()
+        return await task
 
     async def probe(self) -> bool:
         """Whether PostgreSQL answers now (one probe shared by concurrent

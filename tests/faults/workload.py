@@ -180,6 +180,21 @@ def read_log(client: httpx.Client) -> list[dict[str, Any]]:
         after = batch[-1]["position"]
 
 
+def read_balance(client: httpx.Client, account: str, head: int) -> dict[str, Any]:
+    """The account's balance once it has applied ``head``; a 503 is retried for
+    up to 5 s (the contract's bound for resuming after an outage)."""
+    deadline = time.monotonic() + 5
+    while True:
+        response = client.get(
+            f"/v1/accounts/{account}/balance", params={"min_position": head, "wait": 10}
+        )
+        if response.status_code != 503 or time.monotonic() > deadline:
+            assert response.status_code == 200, response.text
+            body: dict[str, Any] = response.json()
+            return body
+        time.sleep(0.1)  # the answer said Retry-After; polled on the answer itself
+
+
 def check_ledger(
     client: httpx.Client, writes: list[Write], followers: list[EntryFollower]
 ) -> dict[str, int]:
@@ -199,9 +214,7 @@ def check_ledger(
     for account, entries in by_account.items():
         versions = [e["version"] for e in entries]
         assert versions == list(range(1, len(entries) + 1)), f"{account}: versions {versions}"
-        balance = client.get(
-            f"/v1/accounts/{account}/balance", params={"min_position": head, "wait": 10}
-        ).json()
+        balance = read_balance(client, account, head)
         assert not balance.get("stale"), f"{account}: projection did not catch up"
         folded = sum(e["delta_available"] for e in entries)
         assert balance["available"] == folded, f"{account}: {balance} vs fold {folded}"
