@@ -180,8 +180,13 @@ class CorsMiddleware:
         headers = Headers(scope=scope)
         origin = headers.get("origin")
         if origin is None:
-            await self.app(scope, receive, send)
-            return
+            # The browser client's GET routes send ``*`` with or without an
+            # Origin, so a shared cache never serves a variant without it.
+            client = scope["method"] in CLIENT_METHODS and CLIENT_ROUTES.match(scope["path"])
+            if not client:
+                await self.app(scope, receive, send)
+                return
+            origin = ""
         requested = headers.get("access-control-request-method")
         preflight = scope["method"] == "OPTIONS" and requested is not None
         allowed = self._allow(

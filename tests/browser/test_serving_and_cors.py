@@ -129,3 +129,17 @@ def test_ledger_cors_origins_opens_every_route_to_the_origins_it_lists(tmp_path:
             headers={"Origin": "https://evil.example", **AUTH},
         )
         assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_the_browser_clients_reads_send_cors_headers_without_an_origin_too(
+    client: TestClient,
+) -> None:
+    """A shared cache must never keep a variant of these answers without them."""
+    client.post("/v1/accounts/user-cache/purchases", json={"amount": 3}, headers=AUTH)
+    read = client.get("/v1/accounts/user-cache/balance", headers=AUTH)
+    assert read.status_code == 200
+    assert read.headers["access-control-allow-origin"] == "*"
+    script = client.get("/ui/tokenledger.js")
+    assert script.headers["access-control-allow-origin"] == "*"
+    keys = client.get("/v1/api-keys", headers=AUTH)
+    assert "access-control-allow-origin" not in keys.headers
