@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import orjson
 
 from projections.runner import open_balance_view
-from service.application.audit.entries import collector_paused
+from service.application.audit.entries import collector_paused, plain
 from service.application.audit.export import log_entries
 from service.application.audit.fold import HASHED, Failure
 from service.application.audit.verify import Progress, Report, compare_table, verify_entries
@@ -20,7 +19,6 @@ from service.application.ledger import Ledger
 from service.config import Settings
 from service.domain.values import account_uuid
 
-_LONG_NUMBER = re.compile(rb"\d{19}")
 REQUIRED = frozenset((*HASHED, "position", "hash"))
 """Keys every exported entry has."""
 
@@ -81,7 +79,9 @@ def _export_entries(path: Path, bad: list[Failure]) -> Iterator[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line) if _LONG_NUMBER.search(line) else orjson.loads(line)
+                entry = orjson.loads(line)
+                if not plain(entry):  # a float may be an integer beyond 64 bits: read exactly
+                    entry = json.loads(line)
                 missing = REQUIRED - entry.keys()
             except (ValueError, AttributeError) as error:
                 bad.append(Failure("?", None, "format", f"line {number}: {error}"))

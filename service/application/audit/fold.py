@@ -26,6 +26,8 @@ from typing import Any
 
 import orjson
 
+from service.application.audit.entries import plain
+
 ZEROS = "0" * 64
 LIMIT = 2**53 - 1
 HASHED = ("id", "account_id", "type", "amount", "delta_available", "version", "recorded_at",
@@ -77,21 +79,13 @@ def entry_hash(previous: str, entry: dict[str, Any]) -> str:
     the same when no float is involved (faster)."""
     covered = {k: entry[k] for k in HASHED}
     try:
-        if not _no_float(covered["metadata"]):
+        if not plain(covered["metadata"]):
             raise TypeError
         canonical = orjson.dumps(covered, option=orjson.OPT_SORT_KEYS)
-    except (TypeError, RecursionError):  # floats, big integers, deep nesting
+    except (TypeError, RecursionError):  # floats; beyond 64 bits or deep: orjson refuses
         canonical = json.dumps(covered, sort_keys=True, separators=(",", ":"),
                                ensure_ascii=False).encode()  # fmt: skip
     return hashlib.sha256(previous.encode() + b"\n" + canonical).hexdigest()
-
-
-def _no_float(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(_no_float(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_no_float(v) for v in value)
-    return not isinstance(value, float) and not (isinstance(value, int) and abs(value) >= 2**63)
 
 
 @dataclass
