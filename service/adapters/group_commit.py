@@ -97,7 +97,7 @@ class Refused:
 
 def _record_of(row: Any) -> IdempotencyRecord:
     return IdempotencyRecord(
-        row["account_id"], row["key"], row["fingerprint"], row["status"], row["entry_version"]
+        row["account_id"], row["key"], row["fingerprint"], row["entry_version"]
     )
 
 
@@ -105,10 +105,9 @@ _FUNCTION_BODY = """
 CREATE OR REPLACE FUNCTION {schema}.{function}(
     ids uuid[], versions bigint[], key_accounts text[], key_names text[],
     ev_ids uuid[], ev_versions bigint[], ev_topics text[], ev_states bytea[],
-    rec_accounts text[], rec_keys text[], rec_fingerprints text[], rec_status int[],
-    rec_versions bigint[])
+    rec_accounts text[], rec_keys text[], rec_fingerprints text[], rec_versions bigint[])
 RETURNS TABLE (kind text, originator_id uuid, originator_version bigint,
-    notification_id bigint, account_id text, key text, fingerprint text, status int,
+    notification_id bigint, account_id text, key text, fingerprint text,
     entry_version bigint)
 LANGUAGE plpgsql AS $body$
 DECLARE refused bigint := 0;
@@ -117,14 +116,14 @@ BEGIN
     SET LOCAL lock_timeout = {lock_timeout};
     LOCK TABLE {schema}.{events} IN EXCLUSIVE MODE;
     RETURN QUERY SELECT 'conflict', u.id, NULL::bigint, NULL::bigint, NULL::text,
-        NULL::text, NULL::text, NULL::int, NULL::bigint
+        NULL::text, NULL::text, NULL::bigint
         FROM unnest(ids, versions) AS u(id, v)
         WHERE EXISTS (SELECT 1 FROM {schema}.{events} t
             WHERE t.originator_id = u.id AND t.originator_version > u.v);
     GET DIAGNOSTICS n = ROW_COUNT;
     refused := refused + n;
     RETURN QUERY SELECT 'key', NULL::uuid, NULL::bigint, NULL::bigint, i.account_id,
-        i.key, i.fingerprint, i.status, i.entry_version
+        i.key, i.fingerprint, i.entry_version
         FROM {schema}.{keys} i JOIN unnest(key_accounts, key_names) AS u(a, k)
         ON i.account_id = u.a AND i.key = u.k;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -136,10 +135,9 @@ BEGIN
         (originator_id, originator_version, topic, state)
         SELECT * FROM unnest(ev_ids, ev_versions, ev_topics, ev_states)
         RETURNING 'event'::text, t.originator_id, t.originator_version, t.notification_id,
-            NULL::text, NULL::text, NULL::text, NULL::int, NULL::bigint;
-    INSERT INTO {schema}.{keys} (account_id, key, fingerprint, status, entry_version)
-        SELECT * FROM unnest(rec_accounts, rec_keys, rec_fingerprints, rec_status,
-            rec_versions);
+            NULL::text, NULL::text, NULL::text, NULL::bigint;
+    INSERT INTO {schema}.{keys} (account_id, key, fingerprint, entry_version)
+        SELECT * FROM unnest(rec_accounts, rec_keys, rec_fingerprints, rec_versions);
     NOTIFY {channel};
 END;
 $body$
@@ -350,7 +348,7 @@ class PostgresGroupCommit:
         call: Composed | None = getattr(self, "_call_sql", None)
         if call is None:
             call = self._call_sql = SQL(
-                "SELECT * FROM {}.{}(" + ", ".join(["%s"] * 13) + ")"
+                "SELECT * FROM {}.{}(" + ", ".join(["%s"] * 12) + ")"
             ).format(Identifier(self.datastore.schema), Identifier(FUNCTION))
         return call
 
@@ -369,7 +367,6 @@ class PostgresGroupCommit:
             [r.account_id for r in records],
             [r.key for r in records],
             [r.fingerprint for r in records],
-            [r.status for r in records],
             [r.version for r in records],
         )
 
@@ -377,12 +374,10 @@ class PostgresGroupCommit:
     def _outcome(write: GroupWrite, rows: list[tuple[Any, ...]]) -> list[int] | Refused:
         """Rows of ``ledger_record_group``: ``(kind, originator_id,
         originator_version, notification_id, account_id, key, fingerprint,
-        status, entry_version)``."""
+        entry_version)``."""
         conflicted = {r[1] for r in rows if r[0] == "conflict"}
         existing = {
-            (r[4], r[5]): IdempotencyRecord(r[4], r[5], r[6], r[7], r[8])
-            for r in rows
-            if r[0] == "key"
+            (r[4], r[5]): IdempotencyRecord(r[4], r[5], r[6], r[7]) for r in rows if r[0] == "key"
         }
         if conflicted or existing:
             return Refused(conflicted, existing)
@@ -456,7 +451,7 @@ class SQLiteGroupCommit:
         existing: Existing = {}
         for account_id, key in write.keys:
             curs.execute(
-                "SELECT account_id, key, fingerprint, status, entry_version"
+                "SELECT account_id, key, fingerprint, entry_version"
                 f" FROM {IDEMPOTENCY_TABLE} WHERE account_id = ? AND key = ?",
                 (account_id, key),
             )
@@ -474,7 +469,7 @@ class SQLiteGroupCommit:
             positions.append(int(curs.lastrowid))
         curs.executemany(
             f"INSERT INTO {IDEMPOTENCY_TABLE}"
-            " (account_id, key, fingerprint, status, entry_version) VALUES (?, ?, ?, ?, ?)",
-            [(r.account_id, r.key, r.fingerprint, r.status, r.version) for r in write.idempotency],
+            " (account_id, key, fingerprint, entry_version) VALUES (?, ?, ?, ?)",
+            [(r.account_id, r.key, r.fingerprint, r.version) for r in write.idempotency],
         )
         return positions

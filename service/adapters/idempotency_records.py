@@ -12,12 +12,11 @@ class IdempotencyRecord:
     """What a write with an ``Idempotency-Key`` left behind.
 
     ``fingerprint`` identifies the request (its kind, account and fields);
-    ``status`` is the HTTP status answered; ``version`` is the account version
-    of the entry whose ``{"entry", "balance"}`` answer a replay repeats.
+    ``version`` is the account version of the entry whose ``{"entry",
+    "balance"}`` answer a replay repeats.
     """
 
     account_id: str
     key: str
     fingerprint: str
-    status: int
     version: int

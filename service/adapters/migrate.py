@@ -21,8 +21,8 @@ def sqlalchemy_url(settings: Settings) -> str:
     return "postgresql+psycopg://" + settings.postgres_conninfo().split("://", 1)[1]
 
 
-def migrate(settings: Settings) -> None:
-    """Upgrades the database to the newest revision (idempotent).
+def migrate(settings: Settings, revision: str = "head") -> None:
+    """Upgrades the database to ``revision``, the newest by default (idempotent).
 
     Raises:
         sqlalchemy.exc.OperationalError: the database is unreachable.
@@ -31,7 +31,7 @@ def migrate(settings: Settings) -> None:
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     config.attributes["url"] = sqlalchemy_url(settings)
     config.attributes["schema"] = settings.database_schema or None
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 STARTUP_LOCK = 7_201_100_222

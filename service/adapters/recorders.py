@@ -75,7 +75,7 @@ class PostgresLedgerRecorder(PostgresGroupCommit, PostgresApplicationRecorder):
         schema = Identifier(self.datastore.schema)
         table = Identifier(IDEMPOTENCY_TABLE)
         self._select_idempotency = SQL(
-            "SELECT account_id, key, fingerprint, status, entry_version FROM {}.{}"
+            "SELECT account_id, key, fingerprint, entry_version FROM {}.{}"
             " WHERE account_id = %s AND key = %s"
         ).format(schema, table)
         self._select_entries = SQL(
@@ -111,7 +111,7 @@ class PostgresLedgerRecorder(PostgresGroupCommit, PostgresApplicationRecorder):
         if row is None:
             return None
         return IdempotencyRecord(
-            row["account_id"], row["key"], row["fingerprint"], row["status"], row["entry_version"]
+            row["account_id"], row["key"], row["fingerprint"], row["entry_version"]
         )
 
     def select_entries(
@@ -137,7 +137,7 @@ class SQLiteLedgerRecorder(SQLiteGroupCommit, SQLiteApplicationRecorder):
     def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
         super().__init__(datastore, events_table_name)
         self._select_idempotency = (
-            "SELECT account_id, key, fingerprint, status, entry_version"
+            "SELECT account_id, key, fingerprint, entry_version"
             f" FROM {IDEMPOTENCY_TABLE} WHERE account_id = ? AND key = ?"
         )
         self._select_entries = (
@@ -173,7 +173,7 @@ class SQLiteLedgerRecorder(SQLiteGroupCommit, SQLiteApplicationRecorder):
         if row is None:
             return None
         return IdempotencyRecord(
-            row["account_id"], row["key"], row["fingerprint"], row["status"], row["entry_version"]
+            row["account_id"], row["key"], row["fingerprint"], row["entry_version"]
         )
 
     def select_entries(

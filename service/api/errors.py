@@ -1,9 +1,13 @@
 """Every error answer as RFC 9457 ``application/problem+json``.
 
-One handler renders any :class:`~service.domain.errors.LedgerError`; the others
-translate what the framework and the stores raise into ledger errors first, so
-all problems share one shape: ``type``, ``title``, ``status``, ``detail``,
-``code`` and extra members (e.g. ``errors`` for 422).
+The one place where ledger errors meet HTTP: :data:`STATUS` maps each
+:class:`~service.domain.errors.LedgerError` code to its status (contract v1.1,
+``API.md`` "Errors"), :func:`problem` renders the body and
+:func:`problem_response` adds the headers (``WWW-Authenticate`` on 401,
+``Retry-After`` on 503). The other handlers translate what the framework and
+the stores raise into ledger errors first, so all problems share one shape:
+``type``, ``title``, ``status``, ``detail``, ``code`` and the error's context
+as extra members (e.g. ``errors`` on 422, ``available`` on 402).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from service.domain.errors import (
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
+    Unauthorized,
     Unavailable,
     ValidationFailed,
 )
@@ -53,13 +58,75 @@ RETRY_AFTER_SECONDS = 1
 
 
 class InternalError(LedgerError):
-    status, code, title = 500, "internal-error", "Internal server error"
+    """Nothing the client did: a defect, logged (HTTP 500)."""
+
+    code, title = "internal-error", "Internal server error"
 
 
-def problem_response(error: LedgerError) -> JSONResponse:
-    """The problem+json response of ``error`` with its headers."""
+STATUS: dict[str, int] = {
+    "bad-request": 400,
+    "malformed-request": 400,
+    "unauthorized": 401,
+    "insufficient-balance": 402,
+    "forbidden": 403,
+    "not-found": 404,
+    "account-not-found": 404,
+    "hold-not-found": 404,
+    "entry-not-found": 404,
+    "method-not-allowed": 405,
+    "conflict": 409,
+    "hold-not-active": 409,
+    "idempotency-key-in-flight": 409,
+    "refund-exceeds-consumption": 409,
+    "api-key-exists": 409,
+    "api-key-not-revocable": 409,
+    "payload-too-large": 413,
+    "validation-error": 422,
+    "balance-limit-exceeded": 422,
+    "idempotency-key-reused": 422,
+    "internal-error": 500,
+    "unavailable": 503,
+}
+"""HTTP status of each ledger error code (contract v1.1); a code missing here
+is a defect, answered 500 (``tests/unit/test_error_statuses.py`` checks every
+subclass)."""
+
+
+def status_of(error: LedgerError) -> int:
+    """The HTTP status answering ``error``."""
+    return STATUS.get(error.code, 500)
+
+
+def problem(error: LedgerError) -> dict[str, Any]:
+    """The RFC 9457 problem object of ``error``: ``type``, ``title``,
+    ``status``, ``detail``, ``code`` and the error's context members."""
+    return {
+        "type": f"/problems/{error.code}",
+        "title": error.title,
+        "status": status_of(error),
+        "detail": error.detail,
+        "code": error.code,
+        **error.context,
+    }
+
+
+def problem_headers(error: LedgerError) -> dict[str, str]:
+    """Headers the status of ``error`` calls for: ``WWW-Authenticate`` on 401
+    (RFC 6750), ``Retry-After`` in seconds on 503 (RFC 9110)."""
+    if isinstance(error, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(error, Unavailable):
+        return {"Retry-After": str(error.retry_after)}
+    return {}
+
+
+def problem_response(error: LedgerError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The problem+json response of ``error``, with its headers and ``headers``."""
     return JSONResponse(
-        error.problem(), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON
+        problem(error),
+        status_code=status_of(error),
+        headers={**problem_headers(error), **(headers or {})},
+        media_type=PROBLEM_JSON,
     )
 
 
@@ -111,10 +178,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return problem_response(NotFound("no such resource"))
     if exc.status_code == 405:
-        error: LedgerError = MethodNotAllowed("method not allowed on this resource")
-        error.headers.update(headers)
-        error.headers["Allow"] = allowed_methods(request)
-        return problem_response(error)
+        error = MethodNotAllowed("method not allowed on this resource")
+        return problem_response(error, {**headers, "Allow": allowed_methods(request)})
     # Any other HTTP error of the framework: status kept, a generic code.
     status = exc.status_code
     code = {400: "malformed-request", 413: "payload-too-large"}.get(status, "http-error")

@@ -12,7 +12,7 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import PROBLEM_JSON
+from service.api.errors import PROBLEM_JSON, problem, status_of
 from service.domain.errors import PayloadTooLarge
 
 MAX_BODY_BYTES = 64 * 1024
@@ -87,11 +87,11 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _refuse(send: Send, error: PayloadTooLarge) -> None:
-    body = json.dumps(error.problem()).encode()
+    body = json.dumps(problem(error)).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": error.status,
+            "status": status_of(error),
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),

@@ -32,12 +32,11 @@ Command = Callable[[Account, datetime], Outcome]
 @dataclass(frozen=True)
 class Committed:
     """A job's entry, the balance right after it, the entry's ``position``,
-    the HTTP ``status`` to answer and whether it repeats an earlier answer."""
+    and whether it repeats an earlier answer."""
 
     entry: LedgerEntry
     outcome: Outcome
     position: int
-    status: int
     replayed: bool = False
 
 
@@ -62,12 +61,11 @@ JobOutcome = Committed | Replay | Settled | Exception
 @dataclass(eq=False)
 class Job:
     """One write: ``command`` on ``account_id`` (``None``: only settle), its
-    idempotency request, the status to answer, and the future to resolve."""
+    idempotency request and the future to resolve."""
 
     account_id: str
     command: Command | None
     idempotency: IdempotencyRequest | None
-    status: int
     future: Future[JobOutcome] | asyncio.Future[JobOutcome]
     clock: Callable[[], datetime] = field(repr=False)
 
@@ -125,18 +123,17 @@ class AccountRun:
                     job.account_id,
                     job.idempotency.key,
                     job.idempotency.fingerprint,
-                    job.status,
                     result.entry.originator_version,
                 )
 
     def committed(self, positions: dict[tuple[Any, int], int]) -> list[Committed]:
         """Turns the successful results into :class:`Committed` (after commit)."""
         done: list[Committed] = []
-        for index, (job, result) in enumerate(zip(self.jobs, self.results, strict=True)):
+        for index, result in enumerate(self.results):
             if isinstance(result, Outcome):
                 entry = result.entry
                 position = positions[(entry.originator_id, entry.originator_version)]
-                committed = Committed(entry, result, position, job.status)
+                committed = Committed(entry, result, position)
                 self.results[index] = _Done(committed)  # type: ignore[call-overload]
                 done.append(committed)
         return done
@@ -149,9 +146,7 @@ class AccountRun:
         if isinstance(result, _SameAs):
             earlier = self._outcome(self.results[result.index])
             if isinstance(earlier, Committed):
-                return Committed(
-                    earlier.entry, earlier.outcome, earlier.position, earlier.status, True
-                )
+                return Committed(earlier.entry, earlier.outcome, earlier.position, True)
             return earlier
         if isinstance(result, _Done):
             return result.committed

@@ -186,7 +186,6 @@ def set_credit_limit(account_id: str, credit_limit: int, *, actor: str, idem: Id
         account_id,
         lambda a, now: a.set_credit_limit(credit_limit, now=now, **fields),
         idem,
-        200,
     )
 
 

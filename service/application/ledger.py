@@ -48,10 +48,9 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """A write's answer: HTTP ``status``, ``body`` = ``{"entry", "balance"}``,
-    and ``replayed`` when it repeats an earlier answer (``Idempotent-Replayed``)."""
+    """A write's answer: ``body`` = ``{"entry", "balance"}``, and ``replayed``
+    when it repeats an earlier answer (``Idempotent-Replayed``)."""
 
-    status: int
     body: dict[str, Any]
     replayed: bool = False
     position: int = 0
@@ -63,18 +62,16 @@ class WriteResult:
             "entry": render_entry(committed.entry, position),
             "balance": render_balance(committed.outcome.balance, position),
         }
-        return cls(committed.status, body, committed.replayed, position)
+        return cls(body, committed.replayed, position)
 
 
 @dataclass(frozen=True)
 class Write:
-    """A planned write: ``command`` on ``account_id``, its idempotency request
-    and the HTTP status it answers (201; 200 for account settings)."""
+    """A planned write: ``command`` on ``account_id`` and its idempotency request."""
 
     account_id: str
     command: Command
     idempotency: IdempotencyRequest | None = None
-    status: int = 201
 
 
 class Ledger(Application[UUID]):
@@ -136,11 +133,10 @@ class Ledger(Application[UUID]):
         account_id: str,
         command: Command | None,
         idempotency: IdempotencyRequest | None,
-        status: int,
         future: Future[JobOutcome] | asyncio.Future[JobOutcome],
     ) -> Job:
         """A :class:`Job` for :meth:`submit_jobs` (``command=None``: settle only)."""
-        return Job(account_id, command, idempotency, status, future, self.clock)
+        return Job(account_id, command, idempotency, future, self.clock)
 
     def submit_jobs(self, jobs: list[Job]) -> None:
         """Queues jobs for the committer (kept together and in order)."""
@@ -168,7 +164,7 @@ class Ledger(Application[UUID]):
         futures: list[asyncio.Future[JobOutcome]] = [loop.create_future() for _ in writes]
         self.submit_jobs(
             [
-                self.job(w.account_id, w.command, w.idempotency, w.status, f)
+                self.job(w.account_id, w.command, w.idempotency, f)
                 for w, f in zip(writes, futures, strict=True)
             ]
         )
@@ -180,7 +176,7 @@ class Ledger(Application[UUID]):
     def execute_write(self, write: Write) -> WriteResult:
         """:meth:`submit_write`, blocking (for threads, tests and tools)."""
         future: Future[JobOutcome] = Future()
-        job = self.job(write.account_id, write.command, write.idempotency, write.status, future)
+        job = self.job(write.account_id, write.command, write.idempotency, future)
         self.submit_jobs([job])
         return self.answer(future.result())
 
@@ -233,7 +229,7 @@ class Ledger(Application[UUID]):
             "entry": render_entry(entry, position),
             "balance": render_balance(account.balance(), position),
         }
-        return WriteResult(record.status, body, replayed=True, position=position)
+        return WriteResult(body, replayed=True, position=position)
 
     def settle(self, account_id: str) -> int:
         """Records the account's due hold and credit expiries (the sweeper's
@@ -243,7 +239,7 @@ class Ledger(Application[UUID]):
             Unavailable: the database failed (503).
         """
         future: Future[JobOutcome] = Future()
-        self.submit_jobs([self.job(account_id, None, None, 201, future)])
+        self.submit_jobs([self.job(account_id, None, None, future)])
         outcome = future.result()
         if isinstance(outcome, Exception):
             raise outcome

@@ -181,7 +181,7 @@ class Account(Aggregate):
         if refund > left or refund <= 0:
             raise RefundExceedsConsumption(
                 f"{refund} tokens requested, {left} of {target.amount} still unrefunded",
-                extra={"refundable": left, "requested": refund},
+                context={"refundable": left, "requested": refund},
             )
         restores = refund_restores(target.draws, already, refund)
         outcome = self._record(

@@ -1,9 +1,9 @@
 """The one error family of the ledger.
 
-Every error the service can answer with is a :class:`LedgerError` subclass that
-carries its HTTP status and its problem ``code``; one handler in ``service.api``
-renders them as RFC 9457 ``application/problem+json``. The codes are those of
-``API.md`` (contract v1).
+Every refusal the ledger can report is a :class:`LedgerError` subclass that
+carries a stable ``code`` (those of ``API.md``, contract v1.1) and its context;
+nothing here knows HTTP. ``service.api.errors`` maps codes to statuses and
+renders RFC 9457 ``application/problem+json``.
 """
 
 from __future__ import annotations
@@ -15,60 +15,39 @@ class LedgerError(Exception):
     """Base of every error the ledger reports to a client.
 
     Attributes:
-        status: HTTP status code of the problem (RFC 9457 ``status``).
-        code: stable machine-readable code, also the last segment of ``type``.
-        title: short human-readable summary of the problem class.
+        code: stable machine-readable code (the problem's ``code``).
+        title: short human-readable summary of the error class.
         detail: human-readable explanation of this occurrence.
-        extra: additional members of the problem object (e.g. ``available``).
-        headers: extra response headers (e.g. ``Retry-After``).
+        context: facts of this occurrence a client may act on (e.g.
+            ``available`` tokens); JSON values.
     """
 
-    status: ClassVar[int] = 400
     code: ClassVar[str] = "bad-request"
     title: ClassVar[str] = "Bad request"
 
-    def __init__(
-        self,
-        detail: str = "",
-        *,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, detail: str = "", *, context: dict[str, Any] | None = None) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
-        self.extra: dict[str, Any] = extra or {}
-        self.headers: dict[str, str] = headers or {}
-
-    def problem(self) -> dict[str, Any]:
-        """The RFC 9457 problem object: ``type``, ``title``, ``status``,
-        ``detail``, ``code`` and the extra members."""
-        return {
-            "type": f"/problems/{self.code}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-            "code": self.code,
-            **self.extra,
-        }
+        self.context: dict[str, Any] = context or {}
 
 
 class MalformedRequest(LedgerError):
-    status, code, title = 400, "malformed-request", "Malformed request"
+    code, title = "malformed-request", "Malformed request"
 
 
 class Unauthorized(LedgerError):
-    status, code, title = 401, "unauthorized", "Unauthorized"
+    code, title = "unauthorized", "Unauthorized"
 
     def __init__(self, detail: str = "Missing or unknown credentials") -> None:
-        super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+        super().__init__(detail)
 
 
 class Forbidden(LedgerError):
-    status, code, title = 403, "forbidden", "Forbidden"
+    code, title = "forbidden", "Forbidden"
 
 
 class NotFound(LedgerError):
-    status, code, title = 404, "not-found", "Not found"
+    code, title = "not-found", "Not found"
 
 
 class AccountNotFound(NotFound):
@@ -84,24 +63,24 @@ class EntryNotFound(NotFound):
 
 
 class MethodNotAllowed(LedgerError):
-    status, code, title = 405, "method-not-allowed", "Method not allowed"
+    code, title = "method-not-allowed", "Method not allowed"
 
 
 class InsufficientBalance(LedgerError):
-    """402: the entry would take ``available`` below ``-credit_limit``."""
+    """The entry would take ``available`` below ``-credit_limit``."""
 
-    status, code, title = 402, "insufficient-balance", "Insufficient balance"
+    code, title = "insufficient-balance", "Insufficient balance"
 
     def __init__(self, available: int, requested: int, credit_limit: int) -> None:
         super().__init__(
             f"{requested} tokens requested, {available} available"
             f" with a credit limit of {credit_limit}",
-            extra={"available": available, "requested": requested},
+            context={"available": available, "requested": requested},
         )
 
 
 class Conflict(LedgerError):
-    status, code, title = 409, "conflict", "Conflict"
+    code, title = "conflict", "Conflict"
 
 
 class HoldNotActive(Conflict):
@@ -117,18 +96,18 @@ class RefundExceedsConsumption(Conflict):
 
 
 class PayloadTooLarge(LedgerError):
-    status, code, title = 413, "payload-too-large", "Payload too large"
+    code, title = "payload-too-large", "Payload too large"
 
 
 class ValidationFailed(LedgerError):
-    """422 with ``errors``: a list of ``{"loc": [...], "msg": str}``."""
+    """Invalid input, with ``errors``: a list of ``{"loc": [...], "msg": str}``."""
 
-    status, code, title = 422, "validation-error", "Validation error"
+    code, title = "validation-error", "Validation error"
 
     def __init__(self, errors: list[dict[str, Any]], detail: str = "") -> None:
         super().__init__(
             detail or "; ".join(str(e["msg"]) for e in errors) or self.title,
-            extra={"errors": errors},
+            context={"errors": errors},
         )
 
     @classmethod
@@ -138,25 +117,28 @@ class ValidationFailed(LedgerError):
 
 
 class BalanceLimitExceeded(LedgerError):
-    """422: the write would take ``counter`` to ``value`` tokens, above 2^53 - 1."""
+    """The write would take ``counter`` to ``value`` tokens, above 2^53 - 1."""
 
-    status, code, title = 422, "balance-limit-exceeded", "Balance limit exceeded"
+    code, title = "balance-limit-exceeded", "Balance limit exceeded"
 
     def __init__(self, counter: str, value: int) -> None:
         super().__init__(
             f"this write would take {counter} to {value} tokens, above 2^53 - 1",
-            extra={"counter": counter, "limit": 2**53 - 1},
+            context={"counter": counter, "limit": 2**53 - 1},
         )
 
 
 class IdempotencyKeyReused(LedgerError):
-    status, code, title = 422, "idempotency-key-reused", "Idempotency key reused"
+    code, title = "idempotency-key-reused", "Idempotency key reused"
 
 
 class Unavailable(LedgerError):
-    """503: a backing store is down; ``Retry-After`` is set (seconds)."""
+    """A backing store is down; ``retry_after``: seconds a client should wait."""
 
-    status, code, title = 503, "unavailable", "Service unavailable"
+    code, title = "unavailable", "Service unavailable"
 
-    def __init__(self, detail: str = "", retry_after: int = 1) -> None:
-        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+    def __init__(
+        self, detail: str = "", retry_after: int = 1, context: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(detail, context=context)
+        self.retry_after = retry_after

@@ -95,6 +95,7 @@ def test_writes_balances_and_streams_stay_exact_through_a_fault(fault: str, tmp_
             followers = [EntryFollower(ledger.url, ADMIN_KEY, a) for a in accounts]
             writers = Writers(ledger.url, ADMIN_KEY, accounts)
             try:
+                wait_for_projection(ledger.url)
                 time.sleep(BEFORE)  # load, not a wait for a result
                 inject(fault, pg, rd, projection)
                 time.sleep(AFTER)
@@ -111,6 +112,20 @@ def test_writes_balances_and_streams_stay_exact_through_a_fault(fault: str, tmp_
                 report.write(json.dumps({"fault": fault, **counts}) + "\n")
             sys.stderr.write(f"{fault}: {counts}\n")
             assert counts["answered_201"] > 0
+
+
+def wait_for_projection(url: str, timeout: float = 60.0) -> None:
+    """Waits until the projector has applied a position (it started, migrated
+    and leads), so the fault hits a running projection, not its start."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            checks = client.get("/readyz").json().get("checks", {})
+            projection = checks.get("projection") or {}
+            if projection.get("position", 0) > 0:
+                return
+            time.sleep(0.1)  # polls the position itself
+    raise AssertionError(f"the projection applied nothing within {timeout} s")
 
 
 def inject(fault: str, pg: TcpProxy, rd: TcpProxy, projection: Projectors) -> None:

@@ -89,8 +89,8 @@ def test_a_consumption_that_would_overdraw_is_refused() -> None:
     entries(account)
     with pytest.raises(InsufficientBalance) as refused:
         account.consume(101, now=NOW)
-    assert refused.value.status == 402
-    assert refused.value.extra == {"available": 100, "requested": 101}
+    assert refused.value.code == "insufficient-balance"
+    assert refused.value.context == {"available": 100, "requested": 101}
     assert account.balance().available == 100
     assert entries(account) == []
 
@@ -108,7 +108,7 @@ def test_a_deduction_that_would_overdraw_is_refused() -> None:
     account.grant(5, expires_at=None, now=NOW)
     with pytest.raises(InsufficientBalance) as refused:
         account.deduct(6, now=NOW)
-    assert refused.value.extra == {"available": 5, "requested": 6}
+    assert refused.value.context == {"available": 5, "requested": 6}
 
 
 def test_a_credit_limit_lets_available_go_down_to_minus_the_limit_and_no_further() -> None:
@@ -120,7 +120,7 @@ def test_a_credit_limit_lets_available_go_down_to_minus_the_limit_and_no_further
     assert account.consume(60, now=NOW).balance.available == -50
     with pytest.raises(InsufficientBalance) as refused:
         account.consume(1, now=NOW)
-    assert refused.value.extra == {"available": -50, "requested": 1}
+    assert refused.value.context == {"available": -50, "requested": 1}
     assert invariant_holds(account.balance())
 
 
@@ -130,7 +130,7 @@ def test_a_credit_limit_cannot_be_set_below_the_current_debt() -> None:
     account.consume(40, now=NOW)
     with pytest.raises(ValidationFailed) as refused:
         account.set_credit_limit(39, now=NOW)
-    assert refused.value.status == 422
+    assert refused.value.code == "validation-error"
     assert account.set_credit_limit(40, now=NOW).balance.credit_limit == 40
 
 

@@ -82,7 +82,7 @@ def test_commands_see_expired_credit_gone_from_the_expiry_instant() -> None:
     account.grant(50, expires_at=NOW + DAY, now=NOW)
     with pytest.raises(InsufficientBalance) as refused:
         account.consume(1, now=NOW + DAY)
-    assert refused.value.extra["available"] == 0
+    assert refused.value.context["available"] == 0
 
 
 def test_a_bucket_used_up_before_its_expiry_leaves_no_expiry_entry() -> None:
@@ -129,7 +129,7 @@ def test_a_refund_never_exceeds_what_is_unrefunded() -> None:
     consumption = account.consume(80, now=NOW).entry
     with pytest.raises(RefundExceedsConsumption) as refused:
         account.refund(target(account, consumption), 81, now=NOW)
-    assert refused.value.status == 409
+    assert refused.value.code == "refund-exceeds-consumption"
     account.refund(target(account, consumption), 80, now=NOW)
     with pytest.raises(RefundExceedsConsumption):
         account.refund(target(account, consumption), 1, now=NOW)

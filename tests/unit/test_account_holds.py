@@ -57,7 +57,7 @@ def test_a_hold_that_would_overdraw_is_refused() -> None:
     account = funded(100)
     with pytest.raises(InsufficientBalance) as refused:
         account.place_hold(101, ttl_seconds=60, now=NOW)
-    assert refused.value.extra == {"available": 100, "requested": 101}
+    assert refused.value.context == {"available": 100, "requested": 101}
 
 
 def test_a_partial_capture_consumes_that_much_and_releases_the_rest() -> None:
@@ -86,7 +86,7 @@ def test_capturing_more_than_is_held_is_a_validation_error() -> None:
     assert hold_id is not None
     with pytest.raises(ValidationFailed) as refused:
         account.capture_hold(hold_id, 301, now=NOW)
-    assert refused.value.status == 422
+    assert refused.value.code == "validation-error"
     assert (account.balance().available, account.balance().held) == (700, 300)
 
 

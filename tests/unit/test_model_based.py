@@ -34,6 +34,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from projections.balances import expiry_schedule
 from projections.views import SQLiteBalanceView
 from service.adapters.migrate import migrate
+from service.api.errors import status_of
 from service.config import APPLICATION_NAME, Settings
 from service.domain.account import Account, RefundTarget
 from service.domain.errors import HoldNotActive, HoldNotFound, LedgerError
@@ -320,9 +321,9 @@ class LedgerMachine(RuleBasedStateMachine):
         self.sync()
         if real_result[0] == "refused":
             error, refusal = real_result[1], model_result[1]
-            assert error.status == refusal.status, (error, refusal)
+            assert status_of(error) == refusal.status, (error, refusal)
             if refusal.status == 402:
-                assert error.extra == refusal.extra
+                assert error.context == refusal.extra
             return None, None
         return real_result[1], model_result[1]
 

@@ -24,7 +24,7 @@ from service.api.batch_schemas import (
     BatchPublic,
 )
 from service.api.deps import body_doc, parse_json_object
-from service.api.errors import validation_errors
+from service.api.errors import problem, status_of, validation_errors
 from service.api.responses import FastJSONResponse
 from service.api.schemas import problems
 from service.api.write_requests import caller
@@ -98,8 +98,8 @@ def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
 
 def _result(answer: WriteResult | LedgerError) -> dict[str, Any]:
     if isinstance(answer, LedgerError):
-        return {"status": answer.status, "problem": answer.problem()}
-    result = {"status": answer.status, **answer.body}
+        return {"status": status_of(answer), "problem": problem(answer)}
+    result = {"status": 201, **answer.body}
     if answer.replayed:
         result["idempotent_replayed"] = True
     return result

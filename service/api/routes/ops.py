@@ -60,9 +60,7 @@ async def readyz(runtime: RuntimeDep) -> Response:
     else:
         checks["broker"] = "in-process"
     if not ready:
-        error = Unavailable("not ready", retry_after=5)
-        error.extra["checks"] = checks
-        return problem_response(error)
+        return problem_response(Unavailable("not ready", retry_after=5, context={"checks": checks}))
     # Contract v1.1: Redis down is "degraded", not unready (streams read the store).
     status = "ready" if checks["broker"] != "unreachable" else "degraded"
     return JSONResponse({"status": status, "checks": checks})

@@ -83,9 +83,16 @@ HOLD_RESPONSES = _responses(
 )
 
 
-def _render(result: Result) -> FastJSONResponse:
+SUCCESS_STATUS = {"credit_limit": 200}
+"""A write's success status when not 201 Created (account settings are
+updated, no resource is created); a replay answers the same (IETF
+Idempotency-Key draft: the first response, repeated)."""
+
+
+def _render(kind: str, result: Result) -> FastJSONResponse:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
-    return FastJSONResponse(result.body, status_code=result.status, headers=headers)
+    status = SUCCESS_STATUS.get(kind, 201)
+    return FastJSONResponse(result.body, status_code=status, headers=headers)
 
 
 async def _write(
@@ -106,7 +113,7 @@ async def _write(
         write = await w.runtime.guard.call(plan, ledger, op, actor)
     else:
         write = plan(ledger, op, actor)
-    return _render(await ledger.submit_write(write))
+    return _render(kind, await ledger.submit_write(write))
 
 
 F = TypeVar("F", bound=Callable[..., Any])
