@@ -21,9 +21,9 @@ from eventsourcing.utils import get_topic
 from projections.batch import BatchPlan, expiry_schedule, plan_batch
 from projections.broker import Broker
 from projections.channels import POSITIONS, account_channel
-from service.application.rendering import render_entry
 from service.config import APPLICATION_NAME
 from service.domain.events import ENTRY_EVENTS, LedgerEntry
+from service.domain.published import render_entry
 
 __all__ = ["BalanceProjection", "BalanceView", "expiry_schedule", "publish_batch"]
 

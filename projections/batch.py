@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.application.rendering import rfc3339
 from service.domain.events import (
     CreditExpired,
     Granted,
@@ -22,6 +21,7 @@ from service.domain.events import (
     LedgerEntry,
     Purchased,
 )
+from service.domain.hashing import rfc3339
 from service.domain.values import COUNTERS, entry_id_for
 
 Positioned = tuple[LedgerEntry, int]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sse_starlette import ServerSentEvent
@@ -17,7 +18,7 @@ from sse_starlette import ServerSentEvent
 from projections.broker import Message
 
 
-def encode_frame(event: str, payload: dict[str, Any]) -> bytes:
+def encode_frame(event: str, payload: Mapping[str, Any]) -> bytes:
     """One SSE event block (WHATWG HTML, "Server-sent events", section
     "Interpreting an event stream"): ``id: <position>``, ``event:`` and one
     ``data:`` line of compact JSON, ended by a blank line (UTF-8 bytes)."""

@@ -23,7 +23,10 @@ from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
 from service.adapters.leader import Leadership
 from service.adapters.migrate import migrate, startup_lock
+from service.application.api_keys import ApiKeys
+from service.application.feeds import LiveFeeds
 from service.application.ledger import Ledger
+from service.application.queries import LedgerQueries
 from service.application.sweeper import Sweeper
 from service.config import Settings, bound_connection_attempts, plan_each_statement
 
@@ -52,6 +55,9 @@ class Runtime:
     key_cache: KeyCache
     leadership: Leadership
     guard: DatabaseGuard
+    queries: LedgerQueries
+    feeds: LiveFeeds
+    api_keys: ApiKeys
     projection: ProjectionService | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -88,6 +94,7 @@ class Runtime:
             settings.postgres_conninfo() if settings.backend == "postgres" else None
         )
         ledger.committer.guard = guard
+        key_cache = KeyCache(keys)
         runtime = cls(
             settings,
             ledger,
@@ -96,9 +103,12 @@ class Runtime:
             keys,
             secret,
             hub,
-            KeyCache(keys),
+            key_cache,
             leadership,
             guard,
+            LedgerQueries(ledger, balances, hub, guard),
+            LiveFeeds(ledger, balances, hub, guard, settings.sse_ping_seconds),
+            ApiKeys(keys, key_cache, broker, guard),
         )
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger, leadership)

@@ -14,13 +14,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import jwt
 
 from service.adapters.keys import ApiKeyRecord
-from service.application.rendering import rfc3339
+from service.api.schemas import StreamTokenPublic
 from service.domain.errors import Forbidden, Unauthorized
+from service.domain.hashing import rfc3339
 
 STREAM_TOKEN_TYPE = "stream"  # noqa: S105 - a claim value, not a secret
 ALGORITHM = "HS256"
@@ -69,7 +70,7 @@ class StreamToken:
     account_id: str
     expires_at: str
 
-    def as_public(self) -> dict[str, Any]:
+    def as_public(self) -> StreamTokenPublic:
         return {"token": self.token, "account_id": self.account_id, "expires_at": self.expires_at}
 
 

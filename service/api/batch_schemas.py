@@ -1,18 +1,15 @@
 """Shapes of ``POST /v1/batch`` (contract v1.1, "Batched writes")."""
 
-from __future__ import annotations
-
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.config import JsonDict
+from typing_extensions import TypedDict
 
 from service.api.schemas import (
-    BalancePublic,
     CaptureCreate,
     ConsumptionCreate,
     DeductionCreate,
-    EntryPublic,
     GrantCreate,
     HoldCreate,
     PurchaseCreate,
@@ -20,6 +17,7 @@ from service.api.schemas import (
     ReleaseCreate,
     RequestModel,
 )
+from service.domain.published import BalancePublic, EntryPublic
 
 MAX_OPERATIONS = 1000
 """Most operations in one batch."""
@@ -95,19 +93,19 @@ class BatchCreate(BaseModel):
     operations: list[Operation] = Field(min_length=1, max_length=MAX_OPERATIONS)
 
 
-class OperationResult(BaseModel):
+class OperationResult(TypedDict):
     """``status`` 201 with ``entry`` and ``balance`` (and ``idempotent_replayed``
     when it repeats an earlier answer), or a 4xx ``status`` with ``problem``
     (the RFC 9457 object the single write would have answered)."""
 
     status: int
-    entry: EntryPublic | None = None
-    balance: BalancePublic | None = None
-    idempotent_replayed: bool | None = None
-    problem: dict[str, Any] | None = None
+    entry: NotRequired[EntryPublic]
+    balance: NotRequired[BalancePublic]
+    idempotent_replayed: NotRequired[bool]
+    problem: NotRequired[dict[str, Any]]
 
 
-class BatchPublic(BaseModel):
+class BatchPublic(TypedDict):
     """One result per operation, in request order."""
 
     results: list[OperationResult]

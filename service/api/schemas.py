@@ -13,10 +13,31 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    with_config,
+)
+from typing_extensions import TypedDict
 
 from service.api.errors import PROBLEM_JSON
-from service.domain.values import MAX_AMOUNT, EntryType
+from service.application.api_keys import ApiKeyCreated, ApiKeyPublic, ApiKeysPublic
+from service.application.pages import (
+    CreditPublic,
+    CreditsPublic,
+    EntriesPage,
+    GlobalEntriesPage,
+    HoldPublic,
+    HoldsPublic,
+    StatementPublic,
+    TypeTotalPublic,
+)
+from service.domain.published import BalancePublic, EntryPublic, WritePublic
+from service.domain.values import MAX_AMOUNT
 
 MAX_METADATA_KEYS = 50
 MAX_METADATA_BYTES = 8 * 1024
@@ -185,167 +206,40 @@ class ApiKeyCreate(RequestModel):
     ]
 
 
-# Responses (for the OpenAPI document; handlers return plain dicts) ---------
+# Responses ------------------------------------------------------------------
+# Every response body is a TypedDict: built typed (mypy --strict), serialized
+# as is (orjson), documented by FastAPI from the same class (``response_model``).
+# Those built below the API are defined there (service.domain.published,
+# service.application.pages); those the API builds are defined here.
 
 
-class EntryPublic(BaseModel):
-    id: str
-    account_id: str
-    type: str
-    amount: int
-    delta_available: int
-    version: int
-    position: int
-    recorded_at: str
-    idempotency_key: str | None
-    actor: str
-    operation: str | None
-    model: str | None
-    payment_reference: str | None
-    reason: str | None
-    hold_id: str | None
-    refund_of: str | None
-    expires_at: str | None
-    metadata: dict[str, Any]
-    hash: str = Field(
-        pattern="^[0-9a-f]{64}$",
-        description="SHA-256 of the previous entry's hash, a line feed and this entry's"
-        " canonical JSON (contract v1.1, hash chain)",
-    )
+class StreamTokenPublic(TypedDict):
+    """A stream token: a JWT for one account's streams and balance."""
 
-
-class BalancePublic(BaseModel):
-    account_id: str
-    available: int
-    held: int
-    credit_limit: int
-    purchased: int
-    granted: int
-    consumed: int
-    refunded: int
-    deducted: int
-    expired: int
-    version: int
-    position: int
-    updated_at: str | None
-    hash: str = Field(
-        pattern="^[0-9a-f]{64}$",
-        description="Hash of the last entry applied (64 zeros before the first)",
-    )
-    stale: bool | None = Field(default=None, description="Only with min_position, when not reached")
-
-
-class WriteResult(BaseModel):
-    entry: EntryPublic
-    balance: BalancePublic
-
-
-class EntriesPage(BaseModel):
-    entries: list[EntryPublic]
-    next_after_version: int | None
-
-
-class GlobalEntriesPage(BaseModel):
-    entries: list[EntryPublic]
-    next_after_position: int | None
-
-
-class HoldPublic(BaseModel):
-    hold_id: str
-    amount: int
-    expires_at: str
-    operation: str | None
-    created_at: str
-
-
-class HoldsPublic(BaseModel):
-    holds: list[HoldPublic]
-
-
-class CreditPublic(BaseModel):
-    entry_id: str
-    type: str
-    amount: int
-    remaining: int
-    expires_at: str | None
-
-
-class CreditsPublic(BaseModel):
-    credits: list[CreditPublic]
-
-
-class TypeTotalPublic(BaseModel):
-    """The entries of one type in a statement's window."""
-
-    count: int = Field(ge=1, description="Entries of this type in the window")
-    amount: int = Field(
-        ge=0, description="Sum of their `amount` in tokens (`credit_limit_change`: of the limits)"
-    )
-
-
-class StatementPublic(BaseModel):
-    """``GET /v1/accounts/{id}/statement`` (contract v1.1): the account over
-    ``[from, to)``."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    account_id: str
-    from_: str = Field(alias="from", description="The window's start (inclusive), RFC 3339 UTC")
-    to: str = Field(description="The window's end (exclusive), RFC 3339 UTC")
-    opening: BalancePublic = Field(
-        description="After every entry recorded before `from` (version 0 and zeros when none)"
-    )
-    closing: BalancePublic = Field(description="After every entry recorded before `to`")
-    totals: dict[str, TypeTotalPublic] = Field(
-        description="By entry type, the entries recorded in `[from, to)`; types without"
-        " entries are left out",
-        json_schema_extra={"propertyNames": {"enum": [t.value for t in EntryType]}},
-    )
-    first_version: int | None = Field(description="The window's first entry (null when none)")
-    last_version: int | None = Field(description="The window's last entry (null when none)")
-
-
-class StreamTokenPublic(BaseModel):
     token: str
     account_id: str
     expires_at: str
 
 
-class ApiKeyPublic(BaseModel):
-    name: str
-    scopes: list[str]
-    created_at: str
-
-
-class ApiKeyCreated(ApiKeyPublic):
-    key: str = Field(description="Shown once; only its hash is stored")
-
-
-class ApiKeysPublic(BaseModel):
-    api_keys: list[ApiKeyPublic]
-
-
-class HealthPublic(BaseModel):
+class HealthPublic(TypedDict):
     """``GET /healthz``: the process is up."""
 
     status: Literal["ok"]
 
 
-class ReadyPublic(BaseModel):
+class ReadyPublic(TypedDict):
     """``GET /readyz`` when ready: ``status`` ``ready``, or ``degraded`` while
     Redis is down (streams then read the store)."""
 
     status: Literal["ready", "degraded"]
-    checks: dict[str, Any] = Field(
-        description="`database`, `projection` (`position`, `head`, `lag` in positions),"
-        " `broker` (`ok`, `unreachable` or `in-process`)"
-    )
+    checks: dict[str, Any]
+    """`database`, `projection` (`position`, `head`, `lag` in positions),
+    `broker` (`ok`, `unreachable` or `in-process`)."""
 
 
-class Problem(BaseModel):
-    """RFC 9457 problem details."""
-
-    model_config = ConfigDict(extra="allow")
+class Problem(TypedDict):
+    """RFC 9457 problem details; the error's context adds members (e.g.
+    `errors` on 422, `available` and `requested` on 402)."""
 
     type: str
     title: str
@@ -354,9 +248,35 @@ class Problem(BaseModel):
     code: str
 
 
+DOCUMENTED: tuple[type[Any], ...] = (
+    EntryPublic,
+    BalancePublic,
+    WritePublic,
+    EntriesPage,
+    GlobalEntriesPage,
+    HoldPublic,
+    HoldsPublic,
+    CreditPublic,
+    CreditsPublic,
+    TypeTotalPublic,
+    StatementPublic,
+    StreamTokenPublic,
+    ApiKeyPublic,
+    ApiKeyCreated,
+    ApiKeysPublic,
+    HealthPublic,
+    ReadyPublic,
+    Problem,
+)
+"""The response shapes whose attribute docstrings describe their fields in
+the OpenAPI document (pydantic's ``use_attribute_docstrings``)."""
+for _shape in DOCUMENTED:
+    with_config(ConfigDict(use_attribute_docstrings=True))(_shape)
+
+
 # OpenAPI ``responses`` (what each route can answer besides its success) -----
 
-PROBLEM_SCHEMA: dict[str, Any] = Problem.model_json_schema()
+PROBLEM_SCHEMA: dict[str, Any] = TypeAdapter(Problem).json_schema()
 """The problem object's JSON Schema, inlined in every error response (it has
 no references, and FastAPI registers ``model=`` schemas under the route's own
 media type, ``application/json``, which error answers never carry)."""

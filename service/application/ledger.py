@@ -27,12 +27,12 @@ from service.adapters.recorders import LedgerRecorder
 from service.application.account_run import Command, Committed, Job, JobOutcome, Replay, Settled
 from service.application.committer import Committer
 from service.application.idempotency import IdempotencyRequest
-from service.application.rendering import render_balance, render_entry
 from service.application.transcodings import FastJSONTranscoder, register_domain_transcodings
 from service.config import APPLICATION_NAME
 from service.domain.account import Account
 from service.domain.errors import IdempotencyKeyReused, LedgerError, Unavailable
 from service.domain.events import LedgerEntry
+from service.domain.published import WritePublic, render_balance, render_entry
 from service.domain.values import account_uuid
 
 __all__ = ["Command", "Ledger", "Write", "WriteResult"]
@@ -51,14 +51,14 @@ class WriteResult:
     """A write's answer: ``body`` = ``{"entry", "balance"}``, and ``replayed``
     when it repeats an earlier answer (``Idempotent-Replayed``)."""
 
-    body: dict[str, Any]
+    body: WritePublic
     replayed: bool = False
     position: int = 0
 
     @classmethod
     def of(cls, committed: Committed) -> WriteResult:
         position = committed.position
-        body = {
+        body: WritePublic = {
             "entry": render_entry(committed.entry, position),
             "balance": render_balance(committed.outcome.balance, position),
         }
@@ -225,7 +225,7 @@ class Ledger(Application[UUID]):
         """The answer a stored idempotency record names, rebuilt from the log."""
         entry, position = self.entry_at(account_id, record.version)
         account = self.get_account(account_id, record.version)
-        body = {
+        body: WritePublic = {
             "entry": render_entry(entry, position),
             "balance": render_balance(account.balance(), position),
         }

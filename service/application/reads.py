@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import get_topic
 
 from service.application.ledger import Ledger
-from service.application.rendering import render_balance, render_entry, rfc3339
+from service.application.pages import CreditsPublic, EntriesPage, GlobalEntriesPage, HoldsPublic
 from service.domain.account import Account
 from service.domain.errors import AccountNotFound, EntryNotFound
 from service.domain.events import ENTRY_EVENTS, LedgerEntry
+from service.domain.hashing import rfc3339
+from service.domain.published import BalancePublic, EntryPublic, render_balance, render_entry
 from service.domain.values import Balance, account_uuid
 
 ENTRY_TOPICS: tuple[str, ...] = tuple(get_topic(cls) for cls in ENTRY_EVENTS)
@@ -33,9 +34,7 @@ def _account(ledger: Ledger, account_id: str, version: int | None = None) -> Acc
     return account
 
 
-def account_entries(
-    ledger: Ledger, account_id: str, after_version: int, limit: int
-) -> dict[str, Any]:
+def account_entries(ledger: Ledger, account_id: str, after_version: int, limit: int) -> EntriesPage:
     """``{"entries": [...], "next_after_version": int | None}``: up to ``limit``
     entries with version > ``after_version``, in version order.
 
@@ -54,7 +53,7 @@ def account_entries(
     }
 
 
-def global_entries(ledger: Ledger, after_position: int, limit: int) -> dict[str, Any]:
+def global_entries(ledger: Ledger, after_position: int, limit: int) -> GlobalEntriesPage:
     """``{"entries": [...], "next_after_position": int | None}``: the global log
     after ``after_position``, in position order."""
     notifications = ledger.recorder.select_notifications(
@@ -69,10 +68,10 @@ def global_entries(ledger: Ledger, after_position: int, limit: int) -> dict[str,
 
 def rendered_entries(
     ledger: Ledger, notifications: Sequence[Notification], limit: int
-) -> tuple[list[dict[str, Any]], bool]:
+) -> tuple[list[EntryPublic], bool]:
     """The first ``limit`` stored entries as contract Entries, and whether
     there were more (callers ask for ``limit + 1`` to know)."""
-    entries = []
+    entries: list[EntryPublic] = []
     for notification in notifications[:limit]:
         entry = ledger.mapper.to_domain_event(notification)
         assert isinstance(entry, LedgerEntry)
@@ -80,7 +79,7 @@ def rendered_entries(
     return entries, len(notifications) > limit
 
 
-def balance_at_version(ledger: Ledger, account_id: str, version: int) -> dict[str, Any]:
+def balance_at_version(ledger: Ledger, account_id: str, version: int) -> BalancePublic:
     """The balance right after entry ``version``, rebuilt from the entries.
 
     Raises:
@@ -97,7 +96,7 @@ def balance_at_version(ledger: Ledger, account_id: str, version: int) -> dict[st
     return render_balance(account.balance(), position)
 
 
-def balance_as_of(ledger: Ledger, account_id: str, moment: datetime) -> dict[str, Any]:
+def balance_as_of(ledger: Ledger, account_id: str, moment: datetime) -> BalancePublic:
     """The balance at ``moment`` (the last entry recorded at or before it);
     zeros at version 0 before the first entry.
 
@@ -122,7 +121,7 @@ def balance_as_of(ledger: Ledger, account_id: str, moment: datetime) -> dict[str
     return balance_at_version(ledger, account_id, low)
 
 
-def active_holds(ledger: Ledger, account_id: str) -> dict[str, Any]:
+def active_holds(ledger: Ledger, account_id: str) -> HoldsPublic:
     """``{"holds": [...]}``: holds still active now (expired ones excluded)."""
     account = _settled(ledger, account_id)
     holds = sorted(account.holds.values(), key=lambda h: h.created_at)
@@ -131,16 +130,16 @@ def active_holds(ledger: Ledger, account_id: str) -> dict[str, Any]:
             {
                 "hold_id": h.hold_id,
                 "amount": h.amount,
-                "expires_at": rfc3339(h.expires_at),
+                "expires_at": rfc3339(h.expires_at) or "",
                 "operation": h.operation,
-                "created_at": rfc3339(h.created_at),
+                "created_at": rfc3339(h.created_at) or "",
             }
             for h in holds
         ]
     }
 
 
-def credit_buckets(ledger: Ledger, account_id: str) -> dict[str, Any]:
+def credit_buckets(ledger: Ledger, account_id: str) -> CreditsPublic:
     """``{"credits": [...]}``: buckets with tokens left now, in draw-down order."""
     account = _settled(ledger, account_id)
     return {

@@ -12,9 +12,9 @@ only the entries inside the window are read, :data:`PAGE` at a time.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from service.application.ledger import Ledger
+from service.application.pages import StatementPublic, TypeTotalPublic
 from service.application.reads import balance_at_version
 from service.domain.errors import AccountNotFound, ValidationFailed
 from service.domain.events import LedgerEntry
@@ -36,7 +36,7 @@ def check_window(start: datetime, end: datetime) -> None:
 
 def account_statement(
     ledger: Ledger, account_id: str, start: datetime, end: datetime
-) -> dict[str, Any]:
+) -> StatementPublic:
     """The statement of ``account_id`` over ``[start, end)`` (aware datetimes):
     ``{"account_id", "from", "to", "opening": Balance, "closing": Balance,
     "totals": {type: {"count", "amount"}}, "first_version", "last_version"}``.
@@ -60,8 +60,8 @@ def account_statement(
     closing = last_version_before(ledger, account_id, end, opening, latest)
     return {
         "account_id": account_id,
-        "from": rfc3339(start),
-        "to": rfc3339(end),
+        "from": rfc3339(start) or "",
+        "to": rfc3339(end) or "",
         "opening": balance_at_version(ledger, account_id, opening),
         "closing": balance_at_version(ledger, account_id, closing),
         "totals": window_totals(ledger, account_id, opening, closing),
@@ -89,12 +89,12 @@ def last_version_before(
 
 def window_totals(
     ledger: Ledger, account_id: str, after_version: int, through_version: int
-) -> dict[str, dict[str, int]]:
+) -> dict[str, TypeTotalPublic]:
     """``{type: {"count": entries, "amount": tokens}}`` of the entries with
     versions in ``(after_version, through_version]``, read :data:`PAGE` at a
     time; types without entries are left out."""
     originator = account_uuid(account_id)
-    totals: dict[str, dict[str, int]] = {}
+    totals: dict[str, TypeTotalPublic] = {}
     after = after_version
     while after < through_version:
         page = ledger.ledger_recorder.select_entries(

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from service.adapters.leader import Leadership
 from service.application.ledger import Ledger
-from service.application.rendering import rfc3339
+from service.domain.hashing import rfc3339
 
 log = logging.getLogger(__name__)
 

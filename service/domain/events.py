@@ -1,4 +1,4 @@
-"""Ledger entries as domain events of the :class:`~service.domain.account.Account`.
+"""Ledger entries as domain events of an account (:class:`AccountState`).
 
 Every entry type of the contract is one event class. All share one shape
 (:class:`LedgerEntry`), so an entry renders the same way whatever its type, and
@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from eventsourcing.domain import Aggregate
 
 from service.domain.values import Draw, EntryType
-
-if TYPE_CHECKING:
-    from service.domain.account import Account
 
 
 @dataclass(frozen=True)
@@ -50,6 +47,22 @@ _COUNTER = {
     EntryType.REFUND: "refunded",
     EntryType.CREDIT_EXPIRY: "expired",
 }
+
+
+class AccountState(Protocol):
+    """What an entry changes when applied: the account's counters, its
+    credit buckets and holds (:class:`~service.domain.account.Account`
+    implements it; this module does not import it, so imports run one way)."""
+
+    last_hash: str
+    refunded_of: dict[str, int]
+
+    def apply_effects(self, effects: Effects) -> None: ...
+    def add_credit(self, entry: LedgerEntry) -> None: ...
+    def take(self, draws: list[Draw]) -> None: ...
+    def put_back(self, restores: list[Draw]) -> None: ...
+    def open_hold(self, entry: LedgerEntry) -> None: ...
+    def close_hold(self, entry: LedgerEntry) -> None: ...
 
 
 class LedgerEntry(Aggregate.Event):
@@ -105,48 +118,48 @@ class LedgerEntry(Aggregate.Event):
             **counters,
         )
 
-    def apply(self, aggregate: Account) -> None:
+    def apply(self, aggregate: AccountState) -> None:
         aggregate.apply_effects(self.effects())
         if self.hash is not None:
             aggregate.last_hash = self.hash
         self.apply_state(aggregate)
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         """Changes the account's buckets and holds (type-specific)."""
 
 
 class Purchased(LedgerEntry):
     entry_type = EntryType.PURCHASE
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.add_credit(self)
 
 
 class Granted(LedgerEntry):
     entry_type = EntryType.GRANT
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.add_credit(self)
 
 
 class Consumed(LedgerEntry):
     entry_type = EntryType.CONSUMPTION
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.take(self.draws)
 
 
 class Deducted(LedgerEntry):
     entry_type = EntryType.DEDUCTION
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.take(self.draws)
 
 
 class Refunded(LedgerEntry):
     entry_type = EntryType.REFUND
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.put_back(self.restores)
         assert self.refund_of is not None
         account.refunded_of[self.refund_of] = (
@@ -157,7 +170,7 @@ class Refunded(LedgerEntry):
 class HoldPlaced(LedgerEntry):
     entry_type = EntryType.HOLD
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.take(self.draws)
         account.open_hold(self)
 
@@ -165,28 +178,28 @@ class HoldPlaced(LedgerEntry):
 class HoldCaptured(LedgerEntry):
     entry_type = EntryType.HOLD_CAPTURE
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.close_hold(self)
 
 
 class HoldReleased(LedgerEntry):
     entry_type = EntryType.HOLD_RELEASE
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.close_hold(self)
 
 
 class HoldExpired(LedgerEntry):
     entry_type = EntryType.HOLD_EXPIRY
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.close_hold(self)
 
 
 class CreditExpired(LedgerEntry):
     entry_type = EntryType.CREDIT_EXPIRY
 
-    def apply_state(self, account: Account) -> None:
+    def apply_state(self, account: AccountState) -> None:
         account.take(self.draws)
 
 

@@ -13,9 +13,9 @@ from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands, reads
 from service.application.ledger import Ledger
-from service.application.rendering import rfc3339
 from service.application.sweeper import Sweeper
 from service.config import Settings
+from service.domain.hashing import rfc3339
 from tests.helpers.servers import fresh_postgres_database
 
 pytestmark = pytest.mark.integration

@@ -22,6 +22,7 @@ from service.api.batch_schemas import (
     PATH_IDS,
     BatchCreate,
     BatchPublic,
+    OperationResult,
 )
 from service.api.deps import body_doc, parse_json_object
 from service.api.errors import problem, status_of, validation_errors
@@ -96,10 +97,14 @@ def _operation(raw: dict[str, Any], index: int, principal: Any) -> Operation:
     return Operation(kind, account_id, value, target, idem)
 
 
-def _result(answer: WriteResult | LedgerError) -> dict[str, Any]:
+def _result(answer: WriteResult | LedgerError) -> OperationResult:
     if isinstance(answer, LedgerError):
         return {"status": status_of(answer), "problem": problem(answer)}
-    result = {"status": 201, **answer.body}
+    result: OperationResult = {
+        "status": 201,
+        "entry": answer.body["entry"],
+        "balance": answer.body["balance"],
+    }
     if answer.replayed:
         result["idempotent_replayed"] = True
     return result
@@ -148,7 +153,8 @@ async def create_batch(request: Request) -> Any:
     down = [a for a in answers if isinstance(a, Unavailable)]
     if down and not any(isinstance(a, WriteResult) for a in answers):
         raise down[0]  # the store is down and nothing was written: 503 for the request
-    return FastJSONResponse({"results": [_result(a) for a in answers if a is not None]})
+    body: BatchPublic = {"results": [_result(a) for a in answers if a is not None]}
+    return FastJSONResponse(body)
 
 
 async def _plan(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
-from projections.channels import KEYS
 from service.api.deps import (
     AccountId,
     Admin,
@@ -18,14 +17,14 @@ from service.api.deps import (
     body_doc,
     json_body,
 )
+from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     ApiKeyCreate,
-    ApiKeyCreated,
-    ApiKeysPublic,
     StreamTokenCreate,
     StreamTokenPublic,
     problems,
 )
+from service.application.api_keys import ApiKeyCreated, ApiKeysPublic
 
 router = APIRouter(tags=["credentials"])
 
@@ -55,12 +54,9 @@ async def create_api_key(
     principal: Admin,
     body: Annotated[Payload[ApiKeyCreate], Depends(json_body(ApiKeyCreate))],
     runtime: RuntimeDep,
-) -> JSONResponse:
-    record, key = await runtime.guard.call(runtime.keys.create, body.value.name, body.value.scopes)
-    runtime.key_cache.created(record.name)
-    created = {"name": record.name, "scopes": list(record.scopes), "key": key,
-               "created_at": record.created_at}  # fmt: skip
-    return JSONResponse(created, status_code=201, headers={"Cache-Control": "no-store"})
+) -> FastJSONResponse:
+    created = await runtime.api_keys.create(body.value.name, body.value.scopes)
+    return FastJSONResponse(created, status_code=201, headers={"Cache-Control": "no-store"})
 
 
 @router.get(
@@ -69,9 +65,8 @@ async def create_api_key(
     responses=problems(401, 403, 503),
     summary="List API keys (without secrets)",
 )
-async def list_api_keys(principal: Admin, runtime: RuntimeDep) -> JSONResponse:
-    records = await runtime.guard.call(runtime.keys.list)
-    return JSONResponse({"api_keys": [r.as_public() for r in records]})
+async def list_api_keys(principal: Admin, runtime: RuntimeDep) -> FastJSONResponse:
+    return FastJSONResponse(await runtime.api_keys.list())
 
 
 @router.delete(
@@ -102,8 +97,7 @@ async def revoke_api_key(principal: Admin, request: Request, runtime: RuntimeDep
     ``name`` is read from the path, not declared: any string is a name (one
     that names no key is a 404), so no 422 is documented for it."""
     name = str(request.path_params["name"])
-    await runtime.guard.call(runtime.key_cache.revoke, name)
-    runtime.broker.publish_many([(KEYS, {"revoked": name})])
+    await runtime.api_keys.revoke(name)
     return Response(status_code=204)
 
 
@@ -120,6 +114,8 @@ def create_stream_token(
     account_id: AccountId,
     body: Annotated[Payload[StreamTokenCreate], Depends(json_body(StreamTokenCreate))],
     tokens: StreamTokensDep,
-) -> JSONResponse:
+) -> FastJSONResponse:
     token = tokens.issue(account_id, principal.name, body.value.ttl_seconds)
-    return JSONResponse(token.as_public(), status_code=201, headers={"Cache-Control": "no-store"})
+    return FastJSONResponse(
+        token.as_public(), status_code=201, headers={"Cache-Control": "no-store"}
+    )

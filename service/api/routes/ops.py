@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import RuntimeDep
 from service.api.errors import problem_response
 from service.api.metrics import Metrics
+from service.api.responses import FastJSONResponse
 from service.api.schemas import HealthPublic, ReadyPublic, problems
 from service.domain.errors import Unavailable
 from service.runtime import Runtime
@@ -22,15 +23,8 @@ MAX_READY_LAG = 10_000
 """Projection lag (positions) above which the process reports not ready."""
 
 
-def log_positions(runtime: Runtime) -> tuple[int, int]:
-    """``(applied, head)``: the balances' position and the log's highest one."""
-    applied = runtime.balances.position()
-    head = runtime.ledger.recorder.max_notification_id() or 0
-    return applied, head
-
-
 @router.get("/healthz", summary="The process is up", response_model=HealthPublic)
-async def healthz() -> dict[str, str]:
+async def healthz() -> HealthPublic:
     return {"status": "ok"}
 
 
@@ -45,7 +39,7 @@ async def readyz(runtime: RuntimeDep) -> Response:
     checks: dict[str, Any] = {}
     ready = True
     try:
-        applied, head = await runtime.guard.call(log_positions, runtime)
+        applied, head = await runtime.queries.projection_progress()
     except Exception:
         checks["database"] = "unreachable"
         ready = False
@@ -56,14 +50,17 @@ async def readyz(runtime: RuntimeDep) -> Response:
         if lag > MAX_READY_LAG:
             ready = False
     if runtime.settings.redis_url:
-        checks["broker"] = "ok" if runtime.broker.healthy else "unreachable"
+        checks["broker"] = "ok" if runtime.queries.bridge_healthy else "unreachable"
     else:
         checks["broker"] = "in-process"
     if not ready:
         return problem_response(Unavailable("not ready", retry_after=5, context={"checks": checks}))
     # Contract v1.1: Redis down is "degraded", not unready (streams read the store).
-    status = "ready" if checks["broker"] != "unreachable" else "degraded"
-    return JSONResponse({"status": status, "checks": checks})
+    ready_body: ReadyPublic = {
+        "status": "ready" if checks["broker"] != "unreachable" else "degraded",
+        "checks": checks,
+    }
+    return FastJSONResponse(ready_body)
 
 
 @router.get(
@@ -82,7 +79,7 @@ async def metrics(request: Request) -> Response:
     assert isinstance(registry, Metrics)
     runtime: Runtime = request.app.state.runtime
     try:  # bounded: a scrape never hangs on the database
-        registry.positions = await runtime.guard.call(log_positions, runtime)
+        registry.positions = await runtime.queries.projection_progress()
     except Exception:
         registry.positions = None
     payload = await run_in_threadpool(generate_latest, registry.registry)

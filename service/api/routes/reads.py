@@ -3,39 +3,35 @@ statements and the global entry feed."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from service.api.deps import AccountId, AccountReader, Auditor, Reader, RuntimeDep
 from service.api.responses import FastJSONResponse
 from service.api.schemas import (
     MAX_POSITION,
-    BalancePublic,
+    parse_rfc3339,
+    problems,
+)
+from service.api.write_requests import account_id_of, caller
+from service.application.pages import (
     CreditsPublic,
     EntriesPage,
     GlobalEntriesPage,
     HoldsPublic,
     StatementPublic,
-    parse_rfc3339,
-    problems,
 )
-from service.api.write_requests import account_id_of, caller
-from service.application import reads, statement
-from service.domain.errors import AccountNotFound, ValidationFailed
+from service.domain.errors import ValidationFailed
+from service.domain.published import BalancePublic
 from service.domain.values import ACCOUNT_ID_PATTERN
-from service.runtime import Runtime
 
 router = APIRouter(tags=["reads"])
 
 MAX_WAIT_SECONDS = 10.0
-IMPLICIT_WAIT_SECONDS = 2.0
-"""Without ``min_position``, how long a balance read waits for the projection
-to apply the account's last entry (read-your-writes for sequential clients)."""
-POLL_SECONDS = 0.05
-"""How often a waiting balance read re-checks the projection's position."""
 
 ACCOUNT_404 = "`account-not-found`: the account has no entries"
 ACCOUNT_READ_RESPONSES = problems(401, 403, 404, 422, 503, notes={404: ACCOUNT_404})
@@ -87,16 +83,11 @@ def _etag_matches(if_none_match: str | None, tag: str) -> bool:
     return any(c == "*" or c.removeprefix("W/") == tag for c in candidates)
 
 
-def _balance_response(request: Request, balance: dict[str, Any]) -> Response:
+def _balance_response(request: Request, balance: Mapping[str, Any]) -> Response:
     tag = etag(int(balance["position"]))
     if _etag_matches(request.headers.get("if-none-match"), tag):
         return Response(status_code=304, headers={"ETag": tag})
     return FastJSONResponse(balance, headers={"ETag": tag})
-
-
-async def _reached(runtime: Runtime, account_id: str, min_position: int, wait: float) -> bool:
-    """Waits up to ``wait`` seconds until the projection has applied ``min_position``."""
-    return await runtime.hub.wait_for_position(min_position, wait)
 
 
 @router.get(
@@ -141,39 +132,21 @@ async def get_balance(
     principal = await caller(request)
     account_id = account_id_of(request)
     principal.require_account_reader(account_id)
-    runtime: Runtime = request.app.state.runtime
+    queries = request.app.state.runtime.queries
     if as_of is not None or as_of_version is not None:
         principal.require("read")
         if as_of is not None and as_of_version is not None:
             raise ValidationFailed.at(["query"], "give either as_of or as_of_version, not both")
         if as_of_version is not None:
-            historical = await runtime.guard.call(
-                reads.balance_at_version, runtime.ledger, account_id, as_of_version
-            )
+            historical = await queries.balance_at_version(account_id, as_of_version)
         else:
             try:
                 moment = parse_rfc3339(as_of)
             except ValueError as error:
                 raise ValidationFailed.at(["query", "as_of"], str(error)) from None
-            historical = await runtime.guard.call(
-                reads.balance_as_of, runtime.ledger, account_id, moment
-            )
+            historical = await queries.balance_as_of(account_id, moment)
         return _balance_response(request, historical)
-    if min_position is None:
-        # Read-your-writes without asking: wait (briefly) until the projection
-        # has applied the account's last stored entry.
-        min_position = runtime.ledger.written.get(account_id, 0)
-        wait = IMPLICIT_WAIT_SECONDS
-    stale = not await _reached(runtime, account_id, min_position, wait)
-    balance = runtime.hub.latest.get(account_id)
-    if balance is None or balance["position"] < min_position:
-        balance = await runtime.guard.call(runtime.balances.get_balance, account_id)
-        if balance is None:
-            raise AccountNotFound(f"account {account_id} has no entries")
-        runtime.hub.latest.heard(balance)
-    if stale:
-        balance = {**balance, "stale": True}
-    return _balance_response(request, balance)
+    return _balance_response(request, await queries.balance(account_id, min_position, wait))
 
 
 @router.get(
@@ -188,11 +161,8 @@ async def get_entries(
     runtime: RuntimeDep,
     after_version: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> JSONResponse:
-    page = await runtime.guard.call(
-        reads.account_entries, runtime.ledger, account_id, after_version, limit
-    )
-    return JSONResponse(page)
+) -> FastJSONResponse:
+    return FastJSONResponse(await runtime.queries.entries(account_id, after_version, limit))
 
 
 @router.get(
@@ -201,8 +171,10 @@ async def get_entries(
     responses=ACCOUNT_READ_RESPONSES,
     summary="The account's active holds",
 )
-async def get_holds(principal: Reader, account_id: AccountId, runtime: RuntimeDep) -> JSONResponse:
-    return JSONResponse(await runtime.guard.call(reads.active_holds, runtime.ledger, account_id))
+async def get_holds(
+    principal: Reader, account_id: AccountId, runtime: RuntimeDep
+) -> FastJSONResponse:
+    return FastJSONResponse(await runtime.queries.holds(account_id))
 
 
 @router.get(
@@ -213,9 +185,8 @@ async def get_holds(principal: Reader, account_id: AccountId, runtime: RuntimeDe
 )
 async def get_credits(
     principal: Reader, account_id: AccountId, runtime: RuntimeDep
-) -> JSONResponse:
-    buckets = await runtime.guard.call(reads.credit_buckets, runtime.ledger, account_id)
-    return JSONResponse(buckets)
+) -> FastJSONResponse:
+    return FastJSONResponse(await runtime.queries.credits(account_id))
 
 
 def _moments(query: dict[str, str]) -> list[datetime]:
@@ -268,13 +239,9 @@ async def get_statement(
             json_schema_extra={"format": "date-time"},
         ),
     ],
-) -> JSONResponse:
+) -> FastJSONResponse:
     start, end = _moments({"from": from_, "to": to})
-    statement.check_window(start, end)  # bad input is a 422 even while the store is down
-    body = await runtime.guard.call(
-        statement.account_statement, runtime.ledger, account_id, start, end
-    )
-    return JSONResponse(body)
+    return FastJSONResponse(await runtime.queries.statement(account_id, start, end))
 
 
 @router.get(
@@ -288,6 +255,5 @@ async def get_global_entries(
     runtime: RuntimeDep,
     after_position: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> JSONResponse:
-    page = await runtime.guard.call(reads.global_entries, runtime.ledger, after_position, limit)
-    return JSONResponse(page)
+) -> FastJSONResponse:
+    return FastJSONResponse(await runtime.queries.global_entries(after_position, limit))

@@ -28,7 +28,6 @@ from service.api.schemas import (
     PurchaseCreate,
     RefundCreate,
     ReleaseCreate,
-    WriteResult,
     problems,
 )
 from service.api.write_requests import write_doc, write_request
@@ -39,7 +38,8 @@ from service.application.batch import (
     plan,
     plan_credit_limit,
 )
-from service.application.ledger import WriteResult as Result
+from service.application.ledger import WriteResult
+from service.domain.published import WritePublic
 
 router = APIRouter(prefix="/v1/accounts/{account_id}", tags=["writes"])
 
@@ -89,7 +89,7 @@ updated, no resource is created); a replay answers the same (IETF
 Idempotency-Key draft: the first response, repeated)."""
 
 
-def _render(kind: str, result: Result) -> FastJSONResponse:
+def _render(kind: str, result: WriteResult) -> FastJSONResponse:
     headers = {"Idempotent-Replayed": "true"} if result.replayed else None
     status = SUCCESS_STATUS.get(kind, 201)
     return FastJSONResponse(result.body, status_code=status, headers=headers)
@@ -131,7 +131,7 @@ def _write_route(
         path,
         methods=[method],
         status_code=200 if method == "PATCH" else 201,
-        response_model=WriteResult,
+        response_model=WritePublic,
         responses=responses,
         summary=summary,
         openapi_extra=write_doc(model, *path_ids),

@@ -2,7 +2,7 @@
 for exports and audits of whole logs).
 
 :func:`api_entry` turns a :class:`~service.adapters.log_stream.StoredRow` into
-exactly the dict ``service.application.rendering.render_entry`` gives (with
+exactly the dict ``service.domain.published.render_entry`` gives (with
 ``position`` and ``hash``), or ``None`` for an event that is not an entry (an
 account's opening). Integers beyond 64 bits stay exact.
 """
