@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.config import Settings
 from tests.helpers.processes import ledger_command, serve_environment
 from tests.helpers.servers import fresh_postgres_database

@@ -1037,6 +1037,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sse-grace", type=float, default=2.0, help="seconds after the writes")
     parser.add_argument("--sse-reader-processes", type=int, default=4)
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument(
+        "--webhook-sink",
+        action="store_true",
+        help="subscribe a local sink to entry.created on the ledger; report the outbox"
+        " depth when the load stops and how long it takes to drain",
+    )
     parser.add_argument("--ledger-workers", type=int, default=2)
     parser.add_argument("--baseline-workers", type=int, default=2)
     parser.add_argument("--ledger-port", type=int, default=8101)
@@ -1088,6 +1094,8 @@ def start_services(
         "LEDGER_LOG_LEVEL": "warning",
         "LEDGER_SSE_PING_SECONDS": str(PING_SECONDS),
     }
+    if args.webhook_sink:
+        env["LEDGER_WEBHOOK_ALLOW_INSECURE"] = "true"
     src = args.ledger_src
     launcher, launch_env = ledger_command(src)
     env.update(launch_env)
@@ -1119,6 +1127,64 @@ def start_services(
         assert service.proc is not None
         log(f"{service.name} up on {service.base}: pids {group_pids(service.proc.pid)}")
     return services
+
+
+SINK_PORT = 8199
+
+
+def start_sink(ledger: Service, stack: contextlib.ExitStack) -> subprocess.Popen[str]:
+    """Starts ``benchmarks._sink`` and subscribes it to ``entry.created``."""
+    sink = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks._sink", str(SINK_PORT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    stack.callback(sink.kill)
+    assert sink.stdout is not None
+    assert sink.stdout.readline().strip() == "ready"
+    body = {"url": f"http://127.0.0.1:{SINK_PORT}/hook", "events": ["entry.created"]}
+    url = f"{ledger.base}{ledger.prefix}/webhook-endpoints"
+    created = httpx.post(url, json=body, headers=ledger.headers)
+    created.raise_for_status()
+    log(f"webhook sink on port {SINK_PORT} subscribed to entry.created")
+    return sink
+
+
+def _sink_count(sink: subprocess.Popen[str]) -> int:
+    assert sink.stdin is not None and sink.stdout is not None
+    sink.stdin.write("\n")
+    sink.stdin.flush()
+    return int(sink.stdout.readline())
+
+
+def _outbox_depth(client: httpx.Client) -> int | None:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("ledger_webhook_outbox_depth"):
+            return int(float(line.split()[-1]))
+    return None
+
+
+def measure_drain(
+    ledger: Service, sink: subprocess.Popen[str], timeout: float = 600
+) -> dict[str, Any]:
+    """The outbox depth when the load stopped, and the seconds until it is 0."""
+    started = time.monotonic()
+    with httpx.Client(base_url=f"http://{HOST}:{ledger.port}", timeout=10) as client:
+        first = _outbox_depth(client)
+        depth = first
+        while depth and time.monotonic() - started < timeout:
+            time.sleep(0.1)
+            depth = _outbox_depth(client)
+        seconds = round(time.monotonic() - started, 2)
+    return {
+        "ledger": {
+            "outbox_depth_when_load_stopped": first,
+            "drain_seconds": seconds if depth == 0 else None,
+            "delivered_to_sink": _sink_count(sink),
+        }
+    }
 
 
 def main() -> None:
@@ -1159,6 +1225,7 @@ def main() -> None:
             log(f"funding {len(accounts) + 1} accounts on {service.name} with {FUNDING:,} tokens")
             asyncio.run(fund(service, [*accounts, hot], FUNDING))
         run = Run(args, pg, services, ids, args.accounts, hot, results)
+        sink = start_sink(run.ledger, stack) if args.webhook_sink else None
         try:
             for name in SCENARIOS:
                 if name not in args.only:
@@ -1171,6 +1238,8 @@ def main() -> None:
                     results[name] = {"error": f"{type(exc).__name__}: {exc}"}
                     traceback.print_exc()
                 results[name]["wall_seconds"] = round(time.monotonic() - started, 1)
+            if sink is not None:
+                results["webhooks"] = measure_drain(run.ledger, sink)
         finally:
             report["scenarios"] = results
             report["table"] = table(results)

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from service.adapters.migrate import migrate
 from service.config import Settings
 
 audit = typer.Typer(help="Verify the ledger, or rebuild its projection tables from the log.")
@@ -53,6 +54,7 @@ def export(
     from service.application.audit.export import write_export
 
     settings = Settings()
+    migrate(settings)
     entries = stored_entries(settings, after_position, account)
     with contextlib.ExitStack() as stack:
         stack.enter_context(collector_paused())
@@ -83,6 +85,7 @@ def verify(
             report = verify_export(from_export, progress)
     else:
         settings = Settings()
+        migrate(settings)
         with position_bar("verify", head_position(settings)) as progress:
             report = verify_database(settings, account, progress)
     if json:
@@ -109,5 +112,6 @@ def rebuild() -> None:
     from service.application.audit.rebuild import rebuild_projection
 
     settings = Settings()
+    migrate(settings)
     summary = rebuild_projection(settings)
     print(summary)

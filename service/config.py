@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     """Bootstrap key with scope ``admin``."""
     secret_key: SecretStr | None = None
     """Signs stream tokens (HMAC); random per process when unset."""
+    stripe_webhook_secret: SecretStr | None = None
+    """The signing secret (``whsec_…``) of the Stripe webhook endpoint that
+    calls ``POST /v1/webhooks/stripe``; unset → that route is off (404)."""
+    webhook_retry_seconds: str = Field(
+        default="5,300,1800,7200,18000,36000,36000", pattern=r"^\d+(\.\d+)?(,\d+(\.\d+)?)*$"
+    )
+    """Seconds to wait before each retry of a webhook delivery, comma-separated;
+    when they are used up the delivery is ``failed`` (default: about 27 hours)."""
+    webhook_allow_insecure: bool = False
+    """Accept ``http://`` and non-public webhook URLs (development and tests only)."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     max_streams: int = Field(default=20_000, ge=1)
     """Open SSE streams per process; beyond it a new stream is answered 503."""
@@ -61,6 +71,11 @@ class Settings(BaseSettings):
     """Origins (comma-separated, or ``*``) whose pages may call every route
     from a browser; the browser client's read routes answer any origin anyway
     (``service.api.ui``). Empty: no other route answers CORS."""
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """``webhook_retry_seconds`` as a list of seconds."""
+        return [float(part) for part in self.webhook_retry_seconds.split(",")]
 
     @field_validator("secret_key", "admin_api_key")
     @classmethod
@@ -95,11 +110,16 @@ class Settings(BaseSettings):
         return url.split("sqlite:///", 1)[1] if "sqlite:///" in url else ":memory:"
 
     def eventsourcing_env(self) -> dict[str, str]:
-        """The environment the ``eventsourcing`` library reads for this database."""
+        """The environment the ``eventsourcing`` library reads for this database.
+
+        The library creates no table (``CREATE_TABLE=n``): the migrations do
+        (``service.adapters.migrate``), so run them first. The ledger still
+        creates its group-commit function at start (``CREATE_GROUP_FUNCTION``)."""
         env = {
             "IS_SNAPSHOTTING_ENABLED": "y",
             "SNAPSHOT_INTERVAL": str(self.snapshot_interval),
-            "CREATE_TABLE": "y",
+            "CREATE_TABLE": "n",
+            "CREATE_GROUP_FUNCTION": "y",
         }
         # The committer keeps the accounts it writes (service.application.committer);
         # the library's own cache (a deep copy per load) stays off.

@@ -17,17 +17,21 @@ from projections.balances import BalanceView
 from projections.broker import Broker, make_broker
 from projections.channels import KEYS
 from projections.hub import StreamHub
-from projections.runner import ProjectionService, open_balance_view
+from service.adapters import webhook_metrics
 from service.adapters.availability import DatabaseGuard
 from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
 from service.adapters.leader import Leadership
 from service.adapters.migrate import migrate, startup_lock
+from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application.api_keys import ApiKeys
 from service.application.feeds import LiveFeeds
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.application.queries import LedgerQueries
 from service.application.sweeper import Sweeper
+from service.application.webhook_dispatcher import WebhookDispatcher
+from service.application.webhooks import WebhookEndpoints
 from service.config import Settings, bound_connection_attempts, plan_each_statement
 
 log = logging.getLogger(__name__)
@@ -58,7 +62,9 @@ class Runtime:
     queries: LedgerQueries
     feeds: LiveFeeds
     api_keys: ApiKeys
+    webhooks: WebhookEndpoints
     projection: ProjectionService | None = None
+    dispatcher: WebhookDispatcher | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
 
@@ -95,6 +101,7 @@ class Runtime:
         )
         ledger.committer.guard = guard
         key_cache = KeyCache(keys)
+        webhook_store = open_webhook_store(settings)
         runtime = cls(
             settings,
             ledger,
@@ -109,10 +116,12 @@ class Runtime:
             LedgerQueries(ledger, balances, hub, guard),
             LiveFeeds(ledger, balances, hub, guard, settings.sse_ping_seconds),
             ApiKeys(keys, key_cache, broker, guard),
+            WebhookEndpoints(webhook_store, guard, settings.webhook_allow_insecure),
         )
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger, leadership)
             runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds, leadership)
+            runtime.dispatcher = make_dispatcher(settings, webhook_store, leadership)
         return runtime
 
     async def start(self) -> None:
@@ -138,11 +147,15 @@ class Runtime:
             self.projection.start()
         if self.sweeper is not None:
             self.sweeper.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self.started = True
 
     async def stop(self) -> None:
         """Stops background work and closes connections."""
         loop = asyncio.get_running_loop()
+        if self.dispatcher is not None:
+            await loop.run_in_executor(None, self.dispatcher.stop)
         if self.sweeper is not None:
             await loop.run_in_executor(None, self.sweeper.stop)
         if self.projection is not None:
@@ -152,8 +165,23 @@ class Runtime:
         await self.guard.close()
         await self.broker.close()
         self.keys.close()
+        self.webhooks.store.close()
+        await self.ledger.ledger_recorder.close_connection()
         self.ledger.close()
         self.started = False
+
+
+def make_dispatcher(
+    settings: Settings, store: WebhookStore, leadership: Leadership
+) -> WebhookDispatcher:
+    """The webhook dispatcher of the leading process (see ``make_leadership``)."""
+    return WebhookDispatcher(
+        store,
+        settings.webhook_retry_delays,
+        settings.webhook_allow_insecure,
+        leadership,
+        observe=webhook_metrics.observe,
+    )
 
 
 def make_leadership(settings: Settings) -> Leadership:
@@ -179,9 +207,13 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
     leadership = make_leadership(settings)
     projection = ProjectionService(settings, broker, ledger, leadership)
     sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
+    webhook_store = open_webhook_store(settings)
+    dispatcher = make_dispatcher(settings, webhook_store, leadership)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
+        # Set from another thread: the handler runs on the main thread, which
+        # may be inside ``done.wait()`` holding the event's lock (deadlock).
+        signal.signal(sig, lambda *_: threading.Thread(target=done.set).start())
     if parent_pid is not None:
         threading.Thread(
             target=_end_with_parent, args=(parent_pid, done), name="parent-watch", daemon=True
@@ -189,14 +221,17 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
     leadership.start()
     projection.start()
     sweeper.start()
+    dispatcher.start()
     log.info("projection running on %s", settings.backend)
     done.wait()
     # Stopping is bounded: whatever still runs after STOP_SECONDS is cut
     # (an unfinished batch rolls back; the tracking position keeps it exactly-once).
     threading.Timer(STOP_SECONDS, os._exit, args=(0,)).start()
+    dispatcher.stop()
     sweeper.stop()
     projection.stop()
     leadership.stop()
+    webhook_store.close()
     ledger.close()
 
 

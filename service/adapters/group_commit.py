@@ -339,6 +339,12 @@ class PostgresGroupCommit:
         task = asyncio.ensure_future(conn.close())
         task.add_done_callback(_ignore_outcome)
 
+    async def close_connection(self) -> None:
+        """Closes the group-commit connection (on the loop that opened it)."""
+        conn = self._async_conn
+        if conn is not None:
+            await self._drop_connection(conn)
+
     async def _drop_connection(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._async_conn = None
         with contextlib.suppress(Exception):
@@ -394,6 +400,9 @@ class SQLiteGroupCommit:
 
     def create_group_function(self) -> None:
         """Nothing to create on SQLite."""
+
+    async def close_connection(self) -> None:
+        """Nothing to close on SQLite (no connection of its own)."""
 
     async def record_group_async(
         self, write: GroupWrite, alive: Callable[[], Awaitable[bool]] | None = None

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
-import threading
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from psycopg import errors as pg_errors
-from psycopg import sql
-from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
-
+from service.adapters.connections import (
+    Connections,
+    PostgresConnections,
+    Rows,
+    SQLiteConnection,
+)
+from service.adapters.dialect import Query
 from service.config import Settings
 from service.domain.errors import Conflict, NotFound
 
@@ -78,11 +77,32 @@ def _record(name: str, scopes: str, created_at: str) -> ApiKeyRecord:
     return ApiKeyRecord(name, tuple(scopes.split()), created_at)
 
 
-class KeyStore(ABC):
-    """API keys by name; lookups by the hash of the plaintext."""
+INSERT_KEY = (
+    "INSERT INTO {keys} (name, key_hash, scopes, created_at)"
+    " VALUES (:name, :key_hash, :scopes, :created_at)"
+)
+SELECT_BY_HASH = "SELECT name, scopes, created_at FROM {keys} WHERE key_hash = :key_hash"
+SELECT_BY_NAME = "SELECT name, scopes, created_at FROM {keys} WHERE name = :name"
+DELETE_KEY = "DELETE FROM {keys} WHERE name = :name"
+SELECT_ALL = "SELECT name, scopes, created_at FROM {keys} ORDER BY name"
+COUNT_KEYS = "SELECT count(*) AS n FROM {keys}"
 
-    def __init__(self) -> None:
+
+class KeyStore:
+    """API keys by name; lookups by the hash of the plaintext. One
+    implementation for both databases: ``db`` (``service.adapters.connections``)
+    compiles and runs its statements, each one round trip."""
+
+    def __init__(self, db: Connections) -> None:
+        self._db = db
         self._bootstrap: tuple[str, ApiKeyRecord] | None = None
+
+        def q(text: str) -> Query:
+            return db.dialect.statement(text, keys=TABLE)
+
+        self._insert_sql, self._delete_sql = q(INSERT_KEY), q(DELETE_KEY)
+        self._by_hash_sql, self._by_name_sql = q(SELECT_BY_HASH), q(SELECT_BY_NAME)
+        self._all_sql, self._count_sql = q(SELECT_ALL), q(COUNT_KEYS)
 
     def set_bootstrap(self, key: str) -> None:
         """Accepts ``key`` as ``bootstrap-admin`` with scope ``admin`` (in memory)."""
@@ -141,178 +161,57 @@ class KeyStore(ABC):
         if not self._delete(name):
             raise NotFound(f"no API key named {name!r}")
 
-    @abstractmethod
     def list(self) -> list[ApiKeyRecord]:
         """The stored keys, by name (the bootstrap key is not stored)."""
+        rows, _ = self._db.execute(self._all_sql, {})
+        return [_record(r["name"], r["scopes"], r["created_at"]) for r in rows]
 
-    @abstractmethod
     def count(self) -> int:
         """How many keys are stored."""
-
-    @abstractmethod
-    def close(self) -> None: ...
-
-    @abstractmethod
-    def _insert(self, record: ApiKeyRecord, key_hash: str) -> None: ...
-
-    @abstractmethod
-    def _by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
-
-    @abstractmethod
-    def _by_name(self, name: str) -> ApiKeyRecord | None: ...
-
-    @abstractmethod
-    def _delete(self, name: str) -> bool: ...
-
-
-class SQLiteKeyStore(KeyStore):
-    """Keys in the SQLite file of the ledger (one connection, serialized)."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            path, check_same_thread=False, timeout=30.0, isolation_level=None
-        )
-        self._conn.row_factory = sqlite3.Row
-        if path == ":memory:":  # a private database: no migrations reach it
-            self._conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {TABLE} (name TEXT PRIMARY KEY, key_hash TEXT"
-                " NOT NULL UNIQUE, scopes TEXT NOT NULL, created_at TEXT NOT NULL)"
-            )
-        else:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-
-    def _one(self, query: str, params: tuple[Any, ...]) -> sqlite3.Row | None:
-        with self._lock:
-            row: sqlite3.Row | None = self._conn.execute(query, params).fetchone()
-            return row
-
-    def _insert(self, record: ApiKeyRecord, key_hash: str) -> None:
-        with self._lock:
-            try:
-                self._conn.execute(
-                    f"INSERT INTO {TABLE} (name, key_hash, scopes, created_at)"  # noqa: S608
-                    " VALUES (?, ?, ?, ?)",
-                    (record.name, key_hash, _scopes_text(record.scopes), record.created_at),
-                )
-            except sqlite3.IntegrityError:
-                raise ApiKeyExists(f"an API key named {record.name!r} exists") from None
-
-    def _by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        row = self._one(
-            f"SELECT name, scopes, created_at FROM {TABLE} WHERE key_hash = ?",  # noqa: S608
-            (key_hash,),
-        )
-        return _record(row["name"], row["scopes"], row["created_at"]) if row else None
-
-    def _by_name(self, name: str) -> ApiKeyRecord | None:
-        row = self._one(
-            f"SELECT name, scopes, created_at FROM {TABLE} WHERE name = ?",  # noqa: S608
-            (name,),
-        )
-        return _record(row["name"], row["scopes"], row["created_at"]) if row else None
-
-    def _delete(self, name: str) -> bool:
-        with self._lock:
-            cursor = self._conn.execute(f"DELETE FROM {TABLE} WHERE name = ?", (name,))  # noqa: S608
-            return cursor.rowcount > 0
-
-    def list(self) -> list[ApiKeyRecord]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT name, scopes, created_at FROM {TABLE} ORDER BY name"  # noqa: S608
-            ).fetchall()
-        return [_record(r["name"], r["scopes"], r["created_at"]) for r in rows]
-
-    def count(self) -> int:
-        row = self._one(f"SELECT count(*) AS n FROM {TABLE}", ())  # noqa: S608
-        return int(row["n"]) if row else 0
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-class PostgresKeyStore(KeyStore):
-    """Keys in PostgreSQL (a small connection pool, autocommit)."""
-
-    def __init__(self, conninfo: str, schema: str = "", max_size: int = 4) -> None:
-        super().__init__()
-        self._table = sql.Identifier(schema, TABLE) if schema else sql.Identifier(TABLE)
-        self._pool: ConnectionPool[Any] = ConnectionPool(
-            conninfo,
-            min_size=1,
-            max_size=max_size,
-            open=True,
-            timeout=2.0,  # seconds to wait for a connection
-            kwargs={"autocommit": True, "row_factory": dict_row},
-        )
-
-    def _execute(
-        self, query: sql.Composed, params: tuple[Any, ...]
-    ) -> tuple[list[dict[str, Any]], int]:
-        """The rows a query returns and the number of rows it changed."""
-        with self._pool.connection() as conn, conn.cursor() as cur:
-            cur.execute(query, params)
-            rows: list[dict[str, Any]] = cur.fetchall() if cur.description else []
-            return rows, cur.rowcount
-
-    def _q(self, text: str) -> sql.Composed:
-        return sql.SQL(text).format(table=self._table)
-
-    def _insert(self, record: ApiKeyRecord, key_hash: str) -> None:
-        try:
-            self._execute(
-                self._q(
-                    "INSERT INTO {table} (name, key_hash, scopes, created_at)"
-                    " VALUES (%s, %s, %s, %s)"
-                ),
-                (record.name, key_hash, _scopes_text(record.scopes), record.created_at),
-            )
-        except pg_errors.UniqueViolation:
-            raise ApiKeyExists(f"an API key named {record.name!r} exists") from None
-
-    def _select_one(self, column: str, value: str) -> ApiKeyRecord | None:
-        query = sql.SQL("SELECT name, scopes, created_at FROM {table} WHERE {column} = %s")
-        rows, _ = self._execute(
-            query.format(table=self._table, column=sql.Identifier(column)), (value,)
-        )
-        return _record(rows[0]["name"], rows[0]["scopes"], rows[0]["created_at"]) if rows else None
-
-    def _by_hash(self, key_hash: str) -> ApiKeyRecord | None:
-        return self._select_one("key_hash", key_hash)
-
-    def _by_name(self, name: str) -> ApiKeyRecord | None:
-        return self._select_one("name", name)
-
-    def _delete(self, name: str) -> bool:
-        _, changed = self._execute(self._q("DELETE FROM {table} WHERE name = %s"), (name,))
-        return changed > 0
-
-    def list(self) -> list[ApiKeyRecord]:
-        rows, _ = self._execute(
-            self._q("SELECT name, scopes, created_at FROM {table} ORDER BY name"), ()
-        )
-        return [_record(r["name"], r["scopes"], r["created_at"]) for r in rows]
-
-    def count(self) -> int:
-        rows, _ = self._execute(self._q("SELECT count(*) AS n FROM {table}"), ())
+        rows, _ = self._db.execute(self._count_sql, {})
         return int(rows[0]["n"]) if rows else 0
 
     def close(self) -> None:
-        self._pool.close()
+        self._db.close()
+
+    def _insert(self, record: ApiKeyRecord, key_hash: str) -> None:
+        params = {
+            "name": record.name,
+            "key_hash": key_hash,
+            "scopes": _scopes_text(record.scopes),
+            "created_at": record.created_at,
+        }
+        try:
+            self._db.execute(self._insert_sql, params)
+        except self._db.dialect.unique_violation:
+            raise ApiKeyExists(f"an API key named {record.name!r} exists") from None
+
+    def _by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return _first(self._db.execute(self._by_hash_sql, {"key_hash": key_hash}))
+
+    def _by_name(self, name: str) -> ApiKeyRecord | None:
+        return _first(self._db.execute(self._by_name_sql, {"name": name}))
+
+    def _delete(self, name: str) -> bool:
+        _, changed = self._db.execute(self._delete_sql, {"name": name})
+        return changed > 0
+
+
+def _first(result: Rows) -> ApiKeyRecord | None:
+    rows, _ = result
+    return _record(rows[0]["name"], rows[0]["scopes"], rows[0]["created_at"]) if rows else None
 
 
 def open_key_store(settings: Settings) -> KeyStore:
-    """The key store of ``settings.database_url`` (tables exist: see ``migrate``)."""
+    """The key store of ``settings.database_url`` (its table exists: see ``migrate``)."""
     if settings.backend == "sqlite":
-        return SQLiteKeyStore(settings.sqlite_path)
-    return PostgresKeyStore(
+        return KeyStore(SQLiteConnection(settings.sqlite_path))
+    connections = PostgresConnections(
         settings.postgres_conninfo(),
         settings.database_schema,
         max_size=max(2, settings.database_pool_size),
     )
+    return KeyStore(connections)
 
 
 def bootstrap_admin(store: KeyStore, settings: Settings) -> str | None:

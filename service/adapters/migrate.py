@@ -22,7 +22,9 @@ def sqlalchemy_url(settings: Settings) -> str:
 
 
 def migrate(settings: Settings, revision: str = "head") -> None:
-    """Upgrades the database to ``revision``, the newest by default (idempotent).
+    """Upgrades the database to ``revision``, the newest by default (idempotent):
+    every table, the event store's included, so run it before constructing
+    the ledger, a view or a key store.
 
     Raises:
         sqlalchemy.exc.OperationalError: the database is unreachable.
@@ -35,15 +37,16 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 
 STARTUP_LOCK = 7_201_100_222
-"""Advisory lock key serializing the creation of the event store's own tables."""
+"""Advisory lock key serializing what processes do in the database at start."""
 
 
 @contextlib.contextmanager
 def startup_lock(settings: Settings) -> Iterator[None]:
     """Holds a PostgreSQL advisory lock for the block (nothing on SQLite), so
-    processes starting together on a fresh database do not race to create
-    the ``eventsourcing`` tables (``CREATE TABLE IF NOT EXISTS`` and its
-    composite type are not safe against each other)."""
+    processes starting together do not race to replace the group-commit
+    function (``CREATE OR REPLACE FUNCTION`` is not safe against itself).
+    Tables are not created at start: :func:`migrate` does, under the
+    migrations' own lock (``migrations/env.py``)."""
     if settings.backend != "postgres":
         yield
         return

@@ -15,7 +15,7 @@ from service.api.errors import install_error_handlers
 from service.api.fast_path import FastPathMiddleware
 from service.api.limits import BodyLimitMiddleware
 from service.api.metrics import Metrics, MetricsMiddleware
-from service.api.routes import batch, keys, ops, reads, writes
+from service.api.routes import batch, keys, ops, reads, stripe, webhooks, writes
 from service.api.streams import router as streams_router
 from service.api.ui import CorsMiddleware
 from service.api.ui import router as ui_router
@@ -131,6 +131,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(keys.router)
     app.include_router(streams_router)
     app.include_router(ops.router)
+    app.include_router(webhooks.router)  # /v1/webhook-endpoints: signed alerts out
+    app.include_router(stripe.router)  # POST /v1/webhooks/stripe: payments from Stripe
     app.include_router(ui_router)  # /ui/: the dashboard and tokenledger.js
     metrics.routes = app.router.routes
     fast = [r for r in writes.router.routes + batch.router.routes if isinstance(r, APIRoute)]

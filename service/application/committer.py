@@ -101,8 +101,16 @@ class Committer:
     def close(self) -> None:
         private, self._private = self._private, None
         if private is not None and self.loop is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            loop = self.loop
+            closing = asyncio.run_coroutine_threadsafe(
+                self.ledger.ledger_recorder.close_connection(), loop
+            )
+            with contextlib.suppress(Exception):
+                closing.result(2.0)
+            loop.call_soon_threadsafe(loop.stop)
             private.join(5)
+            if not private.is_alive():  # stopped: its sockets and selector go too
+                loop.close()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._guard:

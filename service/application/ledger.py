@@ -98,7 +98,7 @@ class Ledger(Application[UUID]):
         """Position of the last entry this process recorded, per account (for
         read-your-writes on balance reads without ``min_position``)."""
         self.committer.after_commit = self._committed
-        if self.env.get("CREATE_TABLE", "y").lower() in ("y", "yes", "true", "1"):
+        if self.env.get("CREATE_GROUP_FUNCTION", "y").lower() in ("y", "yes", "true", "1"):
             self.ledger_recorder.create_group_function()
 
     @property

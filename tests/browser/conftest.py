@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -62,7 +63,7 @@ def api(app_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def _chrome() -> WebDriver:
+def _chrome() -> Chrome:
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         raise RuntimeError(
             "the browser tests need Debian's chromium and chromium-driver: "
@@ -88,7 +89,7 @@ def _chrome() -> WebDriver:
 
 
 @pytest.fixture(scope="session")
-def chrome() -> Iterator[WebDriver]:
+def chrome() -> Iterator[Chrome]:
     driver = _chrome()
     try:
         yield driver
@@ -97,14 +98,15 @@ def chrome() -> Iterator[WebDriver]:
 
 
 @pytest.fixture
-def browser(chrome: WebDriver) -> Iterator[WebDriver]:
+def browser(chrome: Chrome) -> Iterator[Chrome]:
     """The session's browser on a blank page with no network conditions and
     an empty performance log; left on a blank page (its streams closed)."""
     chrome.get("about:blank")
     chrome.execute_cdp_cmd("Network.enable", {})
     chrome.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
     chrome.set_window_size(1280, 900)
-    chrome.get_log("performance")
+    # Selenium leaves ChromiumDriver.get_log() unannotated.
+    chrome.get_log("performance")  # type: ignore[no-untyped-call]
     try:
         yield chrome
     finally:
@@ -154,11 +156,12 @@ def wait_for(
     return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
 
 
-def requests_seen(driver: WebDriver) -> list[dict[str, Any]]:
+def requests_seen(driver: Chrome) -> list[dict[str, Any]]:
     """The requests the page sent since the log was last read
     (``Network.requestWillBeSent`` of the performance log)."""
     requests = []
-    for item in driver.get_log("performance"):
+    # Selenium leaves ChromiumDriver.get_log() unannotated.
+    for item in driver.get_log("performance"):  # type: ignore[no-untyped-call]
         message = json.loads(item["message"])["message"]
         if message.get("method") == "Network.requestWillBeSent":
             requests.append(message["params"]["request"])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
 
 from tests.browser.conftest import (
     digits,
@@ -39,7 +41,7 @@ def sign_in(browser: WebDriver, app_url: str, key: str) -> None:
     box.send_keys(key, Keys.ENTER)
 
 
-def row(browser: WebDriver, account: str) -> list:
+def row(browser: WebDriver, account: str) -> list[WebElement]:
     return browser.find_elements(
         By.CSS_SELECTOR, f'[data-field="balances"] tr[data-account-id="{account}"]'
     )
@@ -118,7 +120,7 @@ def test_the_balances_filter_and_sort_from_the_keyboard(
 
 
 def test_no_request_of_either_view_leaves_the_services_origin(
-    browser: WebDriver, app_url: str, api: httpx.Client
+    browser: Chrome, app_url: str, api: httpx.Client
 ) -> None:
     account = new_account()
     write(api, account, "purchases", 1_000)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -72,7 +73,7 @@ def test_the_example_page_on_another_origin_shows_available_live_with_its_status
 
 
 def test_two_elements_of_one_account_share_one_stream_and_always_agree(
-    browser: WebDriver, app_url: str, api: httpx.Client
+    browser: Chrome, app_url: str, api: httpx.Client
 ) -> None:
     account = new_account()
     write(api, account, "purchases", 40)
@@ -136,7 +137,7 @@ def test_a_token_balance_follows_attributes_set_or_changed_after_it_is_inserted(
 
 
 def test_the_polling_fallback_keeps_the_number_right_while_streams_fail(
-    browser: WebDriver, app_url: str, api: httpx.Client
+    browser: Chrome, app_url: str, api: httpx.Client
 ) -> None:
     account = new_account()
     write(api, account, "purchases", 500)

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -68,7 +69,8 @@ def purchase(client: TestClient, account: str, amount: int = 1000, **extra: Any)
         f"/v1/accounts/{account}/purchases", json={"amount": amount, **extra}, headers=ADMIN
     )
     assert r.status_code == 201, r.text
-    return r.json()
+    written: dict[str, Any] = r.json()
+    return written
 
 
 def balance(
@@ -80,15 +82,15 @@ def balance(
         headers=headers,
     )
     assert r.status_code == 200, r.text
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert "stale" not in body
     return body
 
 
-def assert_problem(r: Any, status: int, code: str) -> dict[str, Any]:
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
-    body = r.json()
+    body: dict[str, Any] = r.json()
     assert body["status"] == status
     assert body["code"] == code
     assert body["type"] == f"/problems/{code}"
@@ -402,7 +404,7 @@ def test_a_purchase_with_an_expiry_forms_a_credit_bucket(client: TestClient) -> 
 )
 def test_an_expiry_that_is_naive_malformed_or_past_is_refused_with_422(
     client: TestClient,
-    expires_at: Any,
+    expires_at: str | int,
 ) -> None:
     r = client.post(
         f"/v1/accounts/{new_account()}/purchases",

@@ -42,10 +42,12 @@ def new_account() -> str:
     return f"user-{uuid.uuid4().hex[:12]}"
 
 
-def batch(client: TestClient, *ops: dict[str, Any], headers: dict[str, str] = ADMIN) -> list:
+def batch(
+    client: TestClient, *ops: dict[str, Any], headers: dict[str, str] = ADMIN
+) -> list[dict[str, Any]]:
     r = client.post("/v1/batch", json={"operations": list(ops)}, headers=headers)
     assert r.status_code == 200, r.text
-    results = r.json()["results"]
+    results: list[dict[str, Any]] = r.json()["results"]
     assert len(results) == len(ops)
     return results
 
@@ -55,7 +57,8 @@ def entries(client: TestClient, account: str) -> list[dict[str, Any]]:
     if r.status_code == 404:
         return []
     assert r.status_code == 200, r.text
-    return r.json()["entries"]
+    found: list[dict[str, Any]] = r.json()["entries"]
+    return found
 
 
 def test_operations_answer_in_order_each_seeing_the_ones_before_it(client: TestClient) -> None:

@@ -28,6 +28,11 @@ PROBLEM = "application/problem+json"
 
 # (method, path) -> every status it can answer (success included).
 STATUSES: dict[tuple[str, str], set[int]] = {
+    ("post", "/v1/webhooks/stripe"): {200, 400, 404, 413, 422, 503},
+    ("post", "/v1/webhook-endpoints"): {201, 400, 401, 403, 413, 422, 503},
+    ("get", "/v1/webhook-endpoints"): {200, 401, 403, 503},
+    ("delete", "/v1/webhook-endpoints/{id}"): {204, 401, 403, 404, 503},
+    ("get", "/v1/webhook-endpoints/{id}/deliveries"): {200, 401, 403, 404, 422, 503},
     ("post", "/v1/accounts/{account_id}/purchases"): {201, 400, 401, 403, 409, 413, 422, 503},
     ("post", "/v1/accounts/{account_id}/grants"): {201, 400, 401, 403, 409, 413, 422, 503},
     ("post", "/v1/accounts/{account_id}/consumptions"): {

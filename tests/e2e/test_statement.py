@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from service.domain.published import BalancePublic
 from service.config import Settings
+from service.domain.published import BalancePublic
 from tests.helpers.servers import (
     ADMIN_KEY,
     fresh_postgres_database,
@@ -64,7 +64,8 @@ def write(client: httpx.Client, account: str, kind: str, amount: int) -> dict[st
     extra = {"reason": "test"} if kind in ("grants", "deductions") else {}
     r = client.post(f"/v1/accounts/{account}/{kind}", json={"amount": amount, **extra})
     assert r.status_code == 201, r.text
-    return r.json()
+    written: dict[str, Any] = r.json()
+    return written
 
 
 def history(client: httpx.Client) -> tuple[str, list[dict[str, Any]]]:

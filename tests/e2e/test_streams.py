@@ -7,6 +7,7 @@ import queue
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -57,13 +58,14 @@ def new_account() -> str:
     return f"acct-{uuid.uuid4().hex[:10]}"
 
 
-def post(client: httpx.Client, account: str, kind: str, amount: int) -> dict:
+def post(client: httpx.Client, account: str, kind: str, amount: int) -> dict[str, Any]:
     response = client.post(
         f"/v1/accounts/{account}/{kind}",
         json={"amount": amount, **({"reason": "test"} if kind == "grants" else {})},
     )
     assert response.status_code == 201, response.text
-    return response.json()
+    written: dict[str, Any] = response.json()
+    return written
 
 
 def test_a_balance_stream_sends_the_snapshot_then_every_later_balance_in_order(

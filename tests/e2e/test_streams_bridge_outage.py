@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -107,7 +108,7 @@ def ready(http: httpx.Client, want: bool, timeout: float = 15) -> None:
     assert r.json()["status"] == ("ready" if want else "degraded")
 
 
-def post(http: httpx.Client, account: str, kind: str, amount: int) -> dict:
+def post(http: httpx.Client, account: str, kind: str, amount: int) -> dict[str, Any]:
     answer = http.post(f"/v1/accounts/{account}/{kind}", json={"amount": amount})
     assert answer.status_code == 201, answer.text
     return dict(answer.json())

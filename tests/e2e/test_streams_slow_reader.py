@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,7 +76,7 @@ def test_a_slow_reader_of_every_balance_ends_with_each_accounts_current_balance(
                 assert answer.status_code == 200, answer.text
                 current[account] = answer.json()
         stream.resume()
-        last: dict[str, dict] = {}
+        last: dict[str, dict[str, Any]] = {}
         while any(last.get(account) != current[account] for account in accounts):
             frame = stream.next_data(timeout=15)
             balance = frame.json()

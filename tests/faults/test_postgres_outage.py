@@ -42,7 +42,9 @@ def requests_needing_the_database(account: str) -> list[tuple[str, str, dict[str
     ]  # fmt: skip
 
 
-def timed(client: httpx.Client, method: str, path: str, body: object) -> tuple[int, float, dict]:
+def timed(
+    client: httpx.Client, method: str, path: str, body: object
+) -> tuple[int, float, dict[str, str | None]]:
     started = time.monotonic()
     response = client.request(method, path, json=body)
     elapsed = time.monotonic() - started

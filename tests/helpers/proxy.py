@@ -98,9 +98,9 @@ class TcpProxy:
         except (OSError, ValueError):  # ValueError: a socket closed by set_mode
             return
         finally:
-            for sock in (client, upstream):
-                if sock is not None:
-                    _reset(sock)
+            for peer in (client, upstream):
+                if peer is not None:
+                    _reset(peer)
 
 
 def _reset(sock: socket.socket) -> None:

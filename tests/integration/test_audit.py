@@ -16,13 +16,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands
 from service.application.audit.database import stored_entries, verify_database, verify_export
 from service.application.audit.export import write_export
 from service.application.audit.rebuild import rebuild_projection
+from service.application.audit.verify import Report
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.config import Settings
 from tests.helpers.processes import ledger_command, serve_environment
 from tests.helpers.servers import fresh_postgres_database
@@ -70,11 +71,11 @@ def audited() -> Iterator[tuple[Settings, list[str]]]:
 
 def execute(settings: Settings, statement: str, *params: object) -> None:
     with psycopg.connect(settings.postgres_conninfo(), autocommit=True) as conn:
-        conn.execute(statement, params)  # type: ignore[arg-type]
+        conn.execute(statement, params)
 
 
-def failures(report: object) -> set[tuple[str, int | None, str]]:
-    return {(f.account_id, f.version, f.check) for f in report.failures}  # type: ignore[attr-defined]
+def failures(report: Report) -> set[tuple[str, int | None, str]]:
+    return {(f.account_id, f.version, f.check) for f in report.failures}
 
 
 def test_an_untouched_ledger_verifies_from_the_database_and_from_its_export(
@@ -147,7 +148,7 @@ def test_two_swapped_events_are_found(audited: tuple[Settings, list[str]]) -> No
             (f'%"account_id":"{accounts[2]}"%',),
         ).fetchone()
         assert owner is not None
-        states = dict(
+        states: dict[int, bytes] = dict(
             conn.execute(
                 "SELECT originator_version, state FROM ledger_events WHERE originator_id = %s"
                 " AND originator_version IN (2, 3)",
@@ -175,7 +176,9 @@ def test_an_edited_balance_row_is_found_and_a_rebuild_repairs_it(
     summary = rebuild_projection(settings)
     assert "15 entries" in summary
     assert verify_database(settings).ok
-    assert open_balance_view(settings).get_balance(accounts[0])["available"] == 830 + 30
+    row = open_balance_view(settings).get_balance(accounts[0])
+    assert row is not None
+    assert row["available"] == 830 + 30
 
 
 def test_an_edited_or_dropped_export_line_is_found(

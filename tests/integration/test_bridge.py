@@ -7,16 +7,17 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 
 from projections.broker import RedisBroker
 from projections.channels import POSITIONS, account_channel
-from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.config import Settings
 from tests.helpers.servers import fresh_postgres_database, fresh_redis_database
 
@@ -31,7 +32,9 @@ def settings() -> Iterator[Settings]:
         yield settings
 
 
-def wait_for_message(pubsub: redis.client.PubSub, timeout: float = 10.0) -> tuple[str, dict]:
+def wait_for_message(
+    pubsub: redis.client.PubSub, timeout: float = 10.0
+) -> tuple[str, dict[str, Any]]:
     """The next published ``(channel, message)`` (subscribe confirmations skipped)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -45,7 +48,8 @@ def test_each_projected_batch_is_published_on_redis_with_its_position(settings: 
     account = f"bridge-{uuid.uuid4().hex[:8]}"
     assert settings.redis_url is not None
     listener = redis.Redis.from_url(settings.redis_url)
-    pubsub = listener.pubsub()
+    # redis-py leaves Redis.pubsub() unannotated (its result, PubSub, is typed).
+    pubsub = listener.pubsub()  # type: ignore[no-untyped-call]
     pubsub.subscribe(account_channel(account), POSITIONS)
     ledger = Ledger(env=settings.eventsourcing_env())
     broker = RedisBroker(settings.redis_url)
@@ -54,8 +58,8 @@ def test_each_projected_batch_is_published_on_redis_with_its_position(settings: 
     try:
         bought = ledger.execute_write(commands.purchase(account, 300, actor="it", idem=None))
         spent = ledger.execute_write(commands.consume(account, 120, actor="it", idem=None))
-        entries: list[dict] = []
-        balances: list[dict] = []
+        entries: list[dict[str, Any]] = []
+        balances: list[dict[str, Any]] = []
         announced = 0  # a position announced after our last entry
         while announced < spent.position:
             channel, message = wait_for_message(pubsub)
@@ -121,12 +125,12 @@ def test_a_listener_gets_its_channels_messages_once_over_the_process_subscriptio
     assert settings.redis_url is not None
     channel = f"ledger:keys-{uuid.uuid4().hex[:8]}"
 
-    async def main() -> list[dict]:
+    async def main() -> list[dict[str, Any]]:
         broker = RedisBroker(settings.redis_url or "")
-        got: list[dict] = []
+        got: list[dict[str, Any]] = []
         arrived = asyncio.Event()
 
-        def on_message(message: dict) -> None:
+        def on_message(message: dict[str, Any]) -> None:
             got.append(message)
             arrived.set()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -51,14 +52,15 @@ def replay(base_url: str, run_id: str, rows: int = ROWS) -> ReplaySummary:
     )
 
 
-def projected(client: httpx.Client, account: str) -> dict:
+def projected(client: httpx.Client, account: str) -> dict[str, Any]:
     response = client.get(f"/v1/accounts/{account}/balance")
     assert response.status_code == 200, response.text
-    return response.json()
+    balance: dict[str, Any] = response.json()
+    return balance
 
 
-def consumption_entries(client: httpx.Client, account: str) -> list[dict]:
-    entries: list[dict] = []
+def consumption_entries(client: httpx.Client, account: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
     after = 0
     while True:
         page = client.get(

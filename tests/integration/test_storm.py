@@ -233,7 +233,8 @@ class Writer:
 
 
 def _replayed(response: httpx.Response) -> bool:
-    return response.headers.get("Idempotent-Replayed") == "true"
+    replayed: str | None = response.headers.get("Idempotent-Replayed")
+    return replayed == "true"
 
 
 def _in_flight(response: httpx.Response) -> bool:

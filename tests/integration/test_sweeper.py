@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands, reads
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.application.sweeper import Sweeper
 from service.config import Settings
 from service.domain.hashing import rfc3339

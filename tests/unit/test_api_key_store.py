@@ -1,14 +1,15 @@
-"""The API key store on SQLite and the admin bootstrap."""
+"""The API key store on SQLite and the admin bootstrap (both databases:
+``tests/integration/test_stores_dialects.py``)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from service.adapters.keys import (
     ApiKeyExists,
-    SQLiteKeyStore,
     bootstrap_admin,
     open_key_store,
 )
@@ -72,8 +73,12 @@ def test_the_configured_admin_key_is_accepted_without_being_stored(tmp_path: Pat
     store.close()
 
 
-def test_an_in_memory_store_works_without_migrations() -> None:
-    store = SQLiteKeyStore(":memory:")
+def test_the_store_creates_no_table_the_migrations_do(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/l.db")
+    store = open_key_store(settings)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        store.count()
+    migrate(settings)
     _, key = store.create("a", ["read"])
     assert store.authenticate(key) is not None
     store.close()

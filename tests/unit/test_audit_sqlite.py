@@ -9,12 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from projections.runner import ProjectionService, open_balance_view
 from service.adapters.migrate import migrate
 from service.application import commands
 from service.application.audit.database import verify_database
 from service.application.audit.rebuild import rebuild_projection
 from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
 from service.config import Settings
 from tests.helpers.processes import ledger_command, serve_environment
 

@@ -20,7 +20,7 @@ from service.config import Settings
 )
 def test_a_placeholder_or_short_secret_refuses_to_start(field: str, value: str) -> None:
     with pytest.raises(ValidationError, match=field):
-        Settings(**{field: value})
+        Settings.model_validate({field: value})
 
 
 def test_a_random_secret_of_32_bytes_is_accepted() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ KEYS = ("id", "account_id", "type", "amount", "delta_available", "version", "rec
         "hold_id", "refund_of", "expires_at", "metadata")  # fmt: skip
 
 
-def contract_hash(previous: str, entry: dict[str, Any]) -> str:
+def contract_hash(previous: str, entry: Mapping[str, Any]) -> str:
     canonical = json.dumps(
         {k: entry[k] for k in KEYS}, sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
@@ -32,7 +33,7 @@ def contract_hash(previous: str, entry: dict[str, Any]) -> str:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Any:
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}")
     from service.adapters.migrate import migrate
 

@@ -16,9 +16,9 @@ from projections.balances import BalanceView
 from projections.broker import InProcessBroker
 from projections.channels import POSITIONS, account_channel
 from projections.hub import StreamHub
-from projections.runner import open_balance_view
 from projections.watches import Change, Watch
 from service.adapters.migrate import migrate
+from service.application.projector import open_balance_view
 from service.config import APPLICATION_NAME, Settings
 from tests.helpers.balances import FIELDS
 

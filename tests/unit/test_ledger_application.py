@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import StoredEvent
 
 from service.adapters.migrate import migrate
 from service.application import commands, reads
@@ -447,7 +448,7 @@ def test_a_credit_limit_change_answers_its_entry_and_the_new_limit(ledger: Ledge
 
 
 def test_balance_as_of_reads_a_bounded_number_of_entries_on_a_long_history(
-    settings: Settings, clock: FakeClock
+    settings: Settings, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = settings.model_copy(update={"snapshot_interval": 50})
     ledger = Ledger(env=settings.eventsourcing_env(), clock=clock)
@@ -456,16 +457,23 @@ def test_balance_as_of_reads_a_bounded_number_of_entries_on_a_long_history(
         for _ in range(999):
             clock.advance(seconds=1)
             ledger.execute_write(commands.consume("long", 1, actor="t", idem=None))
-        recorder = ledger.ledger_recorder
+        recorder = ledger.recorder
         real_select = recorder.select_events
         read: list[int] = []
 
-        def counting_select(*args: object, **kwargs: object) -> list[object]:
-            events = real_select(*args, **kwargs)  # type: ignore[arg-type]
+        def counting_select(
+            originator_id: uuid.UUID | str,
+            *,
+            gt: int | None = None,
+            lte: int | None = None,
+            desc: bool = False,
+            limit: int | None = None,
+        ) -> Sequence[StoredEvent]:
+            events = real_select(originator_id, gt=gt, lte=lte, desc=desc, limit=limit)
             read.append(len(events))
-            return events  # type: ignore[return-value]
+            return events
 
-        recorder.select_events = counting_select  # type: ignore[method-assign]
+        monkeypatch.setattr(recorder, "select_events", counting_select)
         moment = T0 + timedelta(seconds=500, milliseconds=500)
         past = reads.balance_as_of(ledger, "long", moment)
         assert (past["version"], past["available"]) == (501, 10_000 - 500)

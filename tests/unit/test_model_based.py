@@ -264,7 +264,7 @@ class Projection:
         self.directory = tempfile.TemporaryDirectory()
         config = Settings(database_url=f"sqlite:///{Path(self.directory.name) / 'view.db'}")
         migrate(config)
-        factory = InfrastructureFactory.construct(
+        factory = InfrastructureFactory[SQLiteBalanceView].construct(
             env=Environment("balances", config.eventsourcing_env())
         )
         self.view = factory.tracking_recorder(SQLiteBalanceView)
@@ -320,10 +320,11 @@ class LedgerMachine(RuleBasedStateMachine):
         # kept (as if the sweeper had recorded them) on both sides.
         self.sync()
         if real_result[0] == "refused":
-            error, refusal = real_result[1], model_result[1]
-            assert status_of(error) == refusal.status, (error, refusal)
-            if refusal.status == 402:
-                assert error.context == refusal.extra
+            raised: LedgerError = real_result[1]
+            refused: Refused = model_result[1]
+            assert status_of(raised) == refused.status, (raised, refused)
+            if refused.status == 402:
+                assert raised.context == refused.extra
             return None, None
         return real_result[1], model_result[1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import InfrastructureFactory, IntegrityError, Tracking
@@ -33,10 +34,12 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def view(settings: Settings) -> SQLiteBalanceView:
-    factory = InfrastructureFactory.construct(
+    factory: InfrastructureFactory[Any] = InfrastructureFactory.construct(
         env=Environment("balances", settings.eventsourcing_env())
     )
-    return factory.tracking_recorder(SQLiteBalanceView)
+    view = factory.tracking_recorder(SQLiteBalanceView)
+    assert isinstance(view, SQLiteBalanceView)
+    return view
 
 
 @pytest.fixture

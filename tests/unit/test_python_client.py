@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 import httpx
@@ -269,7 +270,7 @@ def hold_of(amount: int) -> HoldBase:
 
 def test_a_hold_captures_all_when_told_nothing_and_releases_when_nothing_was_used() -> None:
     hold = hold_of(100)
-    assert hold._plan() == tl._hold.Settlement("capture")  # type: ignore[attr-defined]
+    assert hold._plan() == tl._hold.Settlement("capture")
     hold.used = 0
     assert hold._plan().action == "release"
 
@@ -296,7 +297,7 @@ def test_a_hold_refuses_negative_or_non_integer_usage() -> None:
 # --- the two clients ------------------------------------------------------------
 
 
-def public_methods(cls: type) -> dict[str, object]:
+def public_methods(cls: type) -> dict[str, Callable[..., object]]:
     return {
         name: member
         for name, member in vars(cls).items()
@@ -310,8 +311,8 @@ def test_the_async_client_has_every_method_of_the_sync_one_with_the_same_argumen
     for name, method in sync.items():
         if name == "close":
             continue
-        parameters = inspect.signature(method).parameters  # type: ignore[arg-type]
-        assert list(parameters) == list(inspect.signature(aio[name]).parameters), name  # type: ignore[arg-type]
+        parameters = inspect.signature(method).parameters
+        assert list(parameters) == list(inspect.signature(aio[name]).parameters), name
         assert inspect.iscoroutinefunction(aio[name]) or name in (
             "hold",
             "iter_entries",

@@ -5,17 +5,20 @@ the window's first and last versions, and bounded work."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import Notification
 
 from service.application import commands, reads, statement
 from service.application.ledger import Ledger
 from service.domain.errors import AccountNotFound, ValidationFailed
+from service.domain.events import LedgerEntry
 from service.domain.hashing import GENESIS
+from service.domain.published import WritePublic
 from tests.unit.test_ledger_application import T0, FakeClock, make_settings
 
 HOUR = timedelta(hours=1)
@@ -35,7 +38,7 @@ def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
 
 
 @pytest.fixture
-def history(ledger: Ledger, clock: FakeClock) -> list[dict[str, Any]]:
+def history(ledger: Ledger, clock: FakeClock) -> list[WritePublic]:
     """Account ``user-1``, one entry an hour from T0: purchase 1000 (v1),
     consume 100 (v2), grant 50 (v3), consume 30 (v4), deduct 5 (v5).
     Answers each write's body (``{"entry", "balance"}``)."""
@@ -46,7 +49,7 @@ def history(ledger: Ledger, clock: FakeClock) -> list[dict[str, Any]]:
         commands.consume("user-1", 30, actor="chat", idem=None),
         commands.deduct("user-1", 5, actor="ops", idem=None, reason="fix"),
     ]
-    bodies = []
+    bodies: list[WritePublic] = []
     for index, write in enumerate(writes):
         clock.now = T0 + index * HOUR
         bodies.append(ledger.execute_write(write).body)
@@ -54,7 +57,7 @@ def history(ledger: Ledger, clock: FakeClock) -> list[dict[str, Any]]:
 
 
 def test_a_statement_opens_before_from_closes_before_to_and_totals_the_entries_in_between(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     # v2 is recorded exactly at `from` (inside), v4 exactly at `to` (outside).
     body = statement.account_statement(ledger, "user-1", T0 + HOUR, T0 + 3 * HOUR)
@@ -69,7 +72,7 @@ def test_a_statement_opens_before_from_closes_before_to_and_totals_the_entries_i
 
 
 def test_the_closing_balance_carries_the_position_and_hash_of_the_windows_last_entry(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     body = statement.account_statement(ledger, "user-1", T0, T0 + 4 * HOUR)
     last = history[3]["entry"]
@@ -80,7 +83,7 @@ def test_the_closing_balance_carries_the_position_and_hash_of_the_windows_last_e
 
 
 def test_totals_count_and_sum_every_entry_of_a_type_in_the_window(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     body = statement.account_statement(ledger, "user-1", T0, T0 + 5 * HOUR)
     assert body["totals"] == {
@@ -94,7 +97,7 @@ def test_totals_count_and_sum_every_entry_of_a_type_in_the_window(
 
 
 def test_a_window_without_entries_has_empty_totals_null_versions_and_one_balance_twice(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     body = statement.account_statement(
         ledger, "user-1", T0 + HOUR + timedelta(microseconds=1), T0 + 2 * HOUR
@@ -105,7 +108,7 @@ def test_a_window_without_entries_has_empty_totals_null_versions_and_one_balance
 
 
 def test_a_window_before_the_first_entry_opens_and_closes_at_version_zero(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     body = statement.account_statement(ledger, "user-1", T0 - 2 * HOUR, T0)
     zero = body["opening"]
@@ -121,7 +124,7 @@ def test_a_window_before_the_first_entry_opens_and_closes_at_version_zero(
 
 
 def test_a_window_after_the_last_entry_opens_and_closes_at_the_current_balance(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     body = statement.account_statement(ledger, "user-1", T0 + 10 * HOUR, T0 + 20 * HOUR)
     assert body["opening"] == body["closing"] == history[-1]["balance"]
@@ -129,7 +132,7 @@ def test_a_window_after_the_last_entry_opens_and_closes_at_the_current_balance(
 
 
 def test_from_and_to_are_echoed_in_utc_with_microseconds(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     plus_two = timezone(timedelta(hours=2))
     start = datetime(2026, 3, 1, 14, tzinfo=plus_two)  # T0
@@ -140,7 +143,7 @@ def test_from_and_to_are_echoed_in_utc_with_microseconds(
 
 @pytest.mark.parametrize("length", [timedelta(0), -HOUR])
 def test_a_window_whose_from_is_not_before_its_to_is_refused_with_422(
-    ledger: Ledger, history: list[dict[str, Any]], length: timedelta
+    ledger: Ledger, history: list[WritePublic], length: timedelta
 ) -> None:
     with pytest.raises(ValidationFailed) as refused:
         statement.account_statement(ledger, "user-1", T0, T0 + length)
@@ -149,7 +152,7 @@ def test_a_window_whose_from_is_not_before_its_to_is_refused_with_422(
 
 
 def test_an_account_without_entries_is_not_found(
-    ledger: Ledger, history: list[dict[str, Any]]
+    ledger: Ledger, history: list[WritePublic]
 ) -> None:
     with pytest.raises(AccountNotFound) as missing:
         statement.account_statement(ledger, "nobody", T0, T0 + HOUR)
@@ -176,21 +179,24 @@ def test_a_statement_reads_log2_versions_point_entries_plus_the_windows_entries(
         ledger.execute_write(commands.purchase("user-3", 1, actor="shop", idem=None))
         clock.advance(seconds=1)
     point_reads, rows = 0, 0
-    entry_at, select_entries = ledger.entry_at, ledger.recorder.select_entries  # type: ignore[attr-defined]
+    recorder = ledger.ledger_recorder
+    entry_at, select_entries = ledger.entry_at, recorder.select_entries
 
-    def counting_entry_at(account_id: str, version: int) -> Any:
+    def counting_entry_at(account_id: str, version: int) -> tuple[LedgerEntry, int]:
         nonlocal point_reads
         point_reads += 1
         return entry_at(account_id, version)
 
-    def counting_select(*args: Any) -> Any:
+    def counting_select(
+        originator_id: UUID, after_version: int, limit: int
+    ) -> Sequence[Notification]:
         nonlocal rows
-        found = select_entries(*args)
+        found = select_entries(originator_id, after_version, limit)
         rows += len(found)
         return found
 
     monkeypatch.setattr(ledger, "entry_at", counting_entry_at)
-    monkeypatch.setattr(ledger.recorder, "select_entries", counting_select)
+    monkeypatch.setattr(recorder, "select_entries", counting_select)
     start = T0 + timedelta(seconds=40)  # versions 41, 42 and 43 in the window
     body = statement.account_statement(ledger, "user-3", start, start + timedelta(seconds=3))
     assert (body["first_version"], body["last_version"]) == (41, 43)

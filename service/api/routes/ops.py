@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
+from service.adapters import webhook_metrics
 from service.api.deps import RuntimeDep
 from service.api.errors import problem_response
 from service.api.metrics import Metrics
@@ -82,5 +83,10 @@ async def metrics(request: Request) -> Response:
         registry.positions = await runtime.queries.projection_progress()
     except Exception:
         registry.positions = None
+    try:
+        registry.webhooks = await runtime.webhooks.counts()
+    except Exception:
+        registry.webhooks = None
     payload = await run_in_threadpool(generate_latest, registry.registry)
+    payload += await run_in_threadpool(generate_latest, webhook_metrics.REGISTRY)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)

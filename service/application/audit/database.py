@@ -10,12 +10,12 @@ from typing import Any
 
 import orjson
 
-from projections.runner import open_balance_view
 from service.application.audit.entries import collector_paused, plain
 from service.application.audit.export import log_entries
 from service.application.audit.fold import HASHED, Failure
 from service.application.audit.verify import Progress, Report, compare_table, verify_entries
 from service.application.ledger import Ledger
+from service.application.projector import open_balance_view
 from service.config import Settings
 from service.domain.values import account_uuid
 

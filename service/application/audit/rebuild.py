@@ -27,10 +27,10 @@ from psycopg.sql import SQL, Identifier
 
 from projections.balances import BalanceView, tracking_at
 from projections.batch import plan_batch
-from projections.runner import open_balance_view
 from service.adapters.log_stream import StoredRow, stream_log
 from service.application.audit.entries import ENTRY_TYPES, collector_paused, domain_entry
 from service.application.ledger import Ledger
+from service.application.projector import open_balance_view
 from service.config import APPLICATION_NAME, Settings
 
 BATCH = 50_000

@@ -1,4 +1,5 @@
-"""Runs the balance projection in batches, in the leader process only.
+"""Runs the balance projection in batches, in the leader process only (the
+projection of ``projections`` over this application's log).
 
 The runner reads up to ``BATCH`` entries after the view's tracking position,
 applies them in one transaction (``BalanceView.apply_batch``), publishes one
@@ -25,7 +26,8 @@ from psycopg.sql import SQL, Identifier
 from projections.balances import BalanceProjection, BalanceView, publish_batch, tracking_at
 from projections.batch import plan_batch
 from projections.broker import Broker
-from projections.views import PostgresBalanceView, SQLiteBalanceView
+from projections.outbox import Outbox
+from projections.views import BALANCE_VIEWS, BalanceTable
 from service.adapters.leader import Leadership
 from service.application.ledger import Ledger
 from service.config import Settings
@@ -49,8 +51,9 @@ def _entry(ledger: Ledger, notification: Notification) -> LedgerEntry:
 
 
 def open_balance_view(settings: Settings) -> BalanceView:
-    """The balance view of the configured database (tracking table created)."""
-    view_class = PostgresBalanceView if settings.backend == "postgres" else SQLiteBalanceView
+    """The balance view of the configured database (its tables are created by
+    the migrations: run ``migrate(settings)`` first)."""
+    view_class = BALANCE_VIEWS[settings.backend]
     env = Environment(BalanceProjection.name, settings.eventsourcing_env())
     factory: InfrastructureFactory[Any] = InfrastructureFactory.construct(env=env)
     view = factory.tracking_recorder(view_class)
@@ -101,6 +104,8 @@ class ProjectionService:
     def _follow(self) -> None:
         ledger = self.ledger or Ledger(env=self.settings.eventsourcing_env())
         view = open_balance_view(self.settings)
+        if isinstance(view, BalanceTable):  # webhook messages commit with the balances
+            view.outbox = Outbox(view.dialect)
         topics = list(BalanceProjection.topics)
         with self._wakeups(ledger) as wait:
             position = view.position()

@@ -1,0 +1,101 @@
+"""The webhook outbox, written by the projection in its batch transaction.
+
+For each batch: the endpoints (one query), the alert states of the batch's
+accounts for those endpoints, then the batch's messages
+(:func:`projections.webhook_messages.batch_messages`) inserted with their
+deterministic ``webhook-id`` (``ON CONFLICT DO NOTHING``: a batch applied
+again adds nothing) and the new states, all with the cursor of the balances'
+transaction: the messages commit exactly when the balances do.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from projections.batch import BatchPlan
+from projections.webhook_messages import StateKey, Subscription, batch_messages
+from service.adapters.dialect import Dialect, Query
+from service.domain.alerts import AlertState
+
+ENDPOINTS = "ledger_webhook_endpoints"
+OUTBOX = "ledger_webhook_outbox"
+STATES = "ledger_webhook_states"
+
+SELECT_SUBSCRIPTIONS = (
+    "SELECT id, events, low_balance_threshold FROM {endpoints} WHERE deleted_at IS NULL"
+)
+SELECT_STATES = "SELECT endpoint_id, account_id, state FROM {states} WHERE account_id = :account_id"
+INSERT_MESSAGE = (
+    "INSERT INTO {outbox} (webhook_id, endpoint_id, account_id, type, position, ordinal, body,"
+    " status, attempts, next_attempt_at, created_at) VALUES (:webhook_id, :endpoint_id,"
+    " :account_id, :type, :position, :ordinal, :body, 'pending', 0, :now, :now)"
+    " ON CONFLICT (webhook_id) DO NOTHING"
+)
+UPSERT_STATE = (
+    "INSERT INTO {states} (endpoint_id, account_id, state)"
+    " VALUES (:endpoint_id, :account_id, :state)"
+    " ON CONFLICT (endpoint_id, account_id) DO UPDATE SET state = excluded.state"
+)
+
+
+class Outbox:
+    """Records a batch's webhook messages with a cursor of its transaction."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.dialect = dialect
+
+        def q(text: str) -> Query:
+            return dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX, states=STATES)
+
+        self._subscriptions, self._states = q(SELECT_SUBSCRIPTIONS), q(SELECT_STATES)
+        self._insert, self._upsert_state = q(INSERT_MESSAGE), q(UPSERT_STATE)
+
+    def record(self, curs: Any, plan: BatchPlan, balances: Sequence[list[dict[str, Any]]]) -> int:
+        """Inserts the messages of ``plan`` given each changed account's
+        balances after each of its entries; returns how many."""
+        curs.execute(self._subscriptions, {})
+        subscriptions = [
+            Subscription(
+                row["id"], frozenset(json.loads(row["events"])), row["low_balance_threshold"]
+            )
+            for row in curs.fetchall()
+        ]
+        if not subscriptions or not balances:
+            return 0
+        accounts = [(plan.entries[states[-1]["account_id"]], states) for states in balances]
+        prior: dict[StateKey, AlertState] = {}
+        if any(sub.alerts for sub in subscriptions):
+            keys = [{"account_id": states[-1]["account_id"]} for states in balances]
+            for row in self.dialect.each(curs, self._states, keys):
+                prior[(row["endpoint_id"], row["account_id"])] = row["state"]
+        messages, changed = batch_messages(subscriptions, accounts, prior)
+        now = time.time()
+        if messages:
+            curs.executemany(
+                self._insert,
+                [
+                    {
+                        "webhook_id": m.webhook_id,
+                        "endpoint_id": m.endpoint_id,
+                        "account_id": m.account_id,
+                        "type": m.type,
+                        "position": m.position,
+                        "ordinal": m.ordinal,
+                        "body": m.body,
+                        "now": now,
+                    }
+                    for m in messages
+                ],
+            )
+        if changed:
+            curs.executemany(
+                self._upsert_state,
+                [
+                    {"endpoint_id": endpoint, "account_id": account, "state": state}
+                    for (endpoint, account), state in sorted(changed.items())
+                ],
+            )
+        return len(messages)

@@ -1,0 +1,78 @@
+"""Webhook URLs that may only reach the public internet (no server-side
+request forgery, OWASP SSRF Prevention Cheat Sheet).
+
+A URL must be ``https://`` and its host must resolve only to global unicast
+addresses: loopback (``localhost`` included), private (RFC 1918, RFC 4193),
+link-local (cloud metadata at 169.254.169.254 included), shared (RFC 6598),
+multicast, reserved and unspecified addresses are refused. The host is
+resolved when the endpoint is created and again before every delivery (a name
+may be re-pointed after it was checked). ``allow_insecure``
+(``LEDGER_WEBHOOK_ALLOW_INSECURE``) lifts both rules, for development and tests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+RESOLVE_TIMEOUT_SECONDS = 2.0
+
+
+class UnsafeUrl(ValueError):
+    """The URL is not an ``https://`` URL of a public address (the message says why)."""
+
+
+def check_url(url: str, allow_insecure: bool) -> list[str]:
+    """The addresses ``url``'s host resolves to, once checked.
+
+    Raises:
+        UnsafeUrl: not ``https://``, no host, unresolvable, or an address
+            that is not public (unless ``allow_insecure``).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise UnsafeUrl(f"is not a valid URL: {error}") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise UnsafeUrl("must be an absolute https:// URL")
+    if parts.username or parts.password:
+        raise UnsafeUrl("must not carry credentials")
+    if allow_insecure:
+        return []
+    if parts.scheme != "https":
+        raise UnsafeUrl("must be https:// (LEDGER_WEBHOOK_ALLOW_INSECURE is off)")
+    host = parts.hostname
+    if host.rstrip(".").lower() == "localhost" or host.lower().endswith(".localhost"):
+        raise UnsafeUrl("must not name a loopback host")
+    addresses = _resolve(host, port or 443)
+    for address in addresses:
+        if not _is_public(address):
+            raise UnsafeUrl(f"resolves to {address}, which is not a public address")
+    return addresses
+
+
+def _resolve(host: str, port: int) -> list[str]:
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return [str(literal)]
+    previous = socket.getdefaulttimeout()
+    try:
+        socket.setdefaulttimeout(RESOLVE_TIMEOUT_SECONDS)
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise UnsafeUrl(f"host {host!r} does not resolve") from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+def _is_public(text: str) -> bool:
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
