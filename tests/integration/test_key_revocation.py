@@ -35,17 +35,21 @@ def ledgers(tmp_path: Path) -> Iterator[list[LedgerProcess]]:
 def test_a_key_revoked_in_one_process_is_refused_by_the_other_within_a_second(
     ledgers: list[LedgerProcess],
 ) -> None:
-    here, there = (httpx.Client(base_url=p.url, timeout=10) for p in ledgers)
-    created = here.post("/v1/api-keys", json={"name": "svc", "scopes": ["read"]}, headers=ADMIN)
-    assert created.status_code == 201
-    key = {"Authorization": f"Bearer {created.json()['key']}"}
-    for client in (here, there):  # both know (and cache) the key
-        r = client.get("/v1/accounts/someone/balance", headers=key)
-        assert r.status_code == 404, r.text
-    assert here.delete("/v1/api-keys/svc", headers=ADMIN).status_code == 204
-    revoked_at = time.monotonic()
-    assert here.get("/v1/accounts/someone/balance", headers=key).status_code == 401
-    while (status := there.get("/v1/accounts/someone/balance", headers=key).status_code) != 401:
-        assert status == 404
-        assert time.monotonic() - revoked_at < 1.0, "still accepted 1 s after the revocation"
-    assert time.monotonic() - revoked_at < 1.0
+    first, second = ledgers
+    with (
+        httpx.Client(base_url=first.url, timeout=10) as here,
+        httpx.Client(base_url=second.url, timeout=10) as there,
+    ):
+        created = here.post("/v1/api-keys", json={"name": "svc", "scopes": ["read"]}, headers=ADMIN)
+        assert created.status_code == 201
+        key = {"Authorization": f"Bearer {created.json()['key']}"}
+        for client in (here, there):  # both know (and cache) the key
+            r = client.get("/v1/accounts/someone/balance", headers=key)
+            assert r.status_code == 404, r.text
+        assert here.delete("/v1/api-keys/svc", headers=ADMIN).status_code == 204
+        revoked_at = time.monotonic()
+        assert here.get("/v1/accounts/someone/balance", headers=key).status_code == 401
+        while (status := there.get("/v1/accounts/someone/balance", headers=key).status_code) != 401:
+            assert status == 404
+            assert time.monotonic() - revoked_at < 1.0, "still accepted 1 s after the revocation"
+        assert time.monotonic() - revoked_at < 1.0
