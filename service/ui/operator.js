@@ -1,7 +1,9 @@
 // /ui/: the operator view. Asks for an API key with scope `audit`, keeps it in
 // sessionStorage (this tab only, never in a URL) and shows every account's
 // balance live (GET /v1/balances/stream), the global entry feed
-// (GET /v1/entries), the projection lag and the write rate (GET /readyz).
+// (GET /v1/entries), the projection lag and the write rate (GET /readyz); with
+// a key that also has scope `admin`, the webhook endpoints, failing ones first
+// (GET /v1/webhook-endpoints and each one's deliveries).
 import { getJson, watchAllBalances } from "./tokenledger.js";
 import { API_BASE, effect, el, fmt, purpose, showStatus, typePill, when } from "./ui.js";
 
@@ -11,6 +13,7 @@ const FEED_SIZE = 40;
 const FEED_PAGE = 200;
 const READY_EVERY_MS = 2000;
 const RATE_WINDOW_MS = 10_000;
+const WEBHOOKS_EVERY_MS = 5000;
 const $ = (field) => document.querySelector(`[data-field="${field}"]`);
 const view = (name) => document.querySelector(`[data-view="${name}"]`);
 const signOutButton = document.querySelector('[data-action="sign-out"]');
@@ -242,6 +245,47 @@ function openDashboard(key) {
     );
   }
   timers.push(setInterval(scheduleFeed, 5000));
+
+  // ---- webhook endpoints (scope admin; hidden without it) ----
+  async function refreshWebhooks() {
+    let endpoints;
+    try {
+      endpoints = (await getJson(API_BASE, "/v1/webhook-endpoints", key)).endpoints;
+    } catch {
+      $("webhooks_panel").hidden = true; // no admin scope, or unreachable
+      return;
+    }
+    const rows = [];
+    for (const endpoint of endpoints) {
+      let deliveries = [];
+      try {
+        deliveries = (await getJson(API_BASE, `/v1/webhook-endpoints/${encodeURIComponent(endpoint.id)}/deliveries?limit=100`, key)).deliveries;
+      } catch {
+        continue;
+      }
+      const failed = deliveries.filter((d) => d.status === "failed").length;
+      const retrying = deliveries.filter((d) => d.status === "pending" && d.attempts > 0).length;
+      const last = deliveries.find((d) => d.last_response_status !== null)?.last_response_status;
+      rows.push({ endpoint, failed, retrying, last });
+    }
+    if (closed) return;
+    rows.sort((a, b) => b.failed + b.retrying - (a.failed + a.retrying));
+    $("webhooks").replaceChildren(
+      ...rows.map(({ endpoint, failed, retrying, last }) =>
+        el(
+          "li",
+          { class: failed + retrying ? "failing" : "", dataset: { endpointId: endpoint.id, failed: String(failed), retrying: String(retrying) } },
+          el("span", { class: "title" }, endpoint.url),
+          el("span", { class: "side" }, failed + retrying ? `${fmt(failed)} failed · ${fmt(retrying)} retrying` : "delivering"),
+          el("span", { class: "sub" }, `${endpoint.events.join(", ")}${last ? ` · last answer ${last}` : ""}`),
+        ),
+      ),
+    );
+    $("webhooks_empty").hidden = rows.length > 0;
+    $("webhooks_panel").hidden = false;
+  }
+  timers.push(setInterval(refreshWebhooks, WEBHOOKS_EVERY_MS));
+  refreshWebhooks();
 
   readiness().then(() => refreshFeed());
 

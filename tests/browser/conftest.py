@@ -50,7 +50,12 @@ def app_url() -> Iterator[str]:
     """The app on fresh PostgreSQL and Redis databases (pings every second)."""
     with fresh_postgres_database() as db_url, fresh_redis_database() as redis_url:
         settings = Settings(
-            database_url=db_url, redis_url=redis_url, admin_api_key=ADMIN_KEY, sse_ping_seconds=1
+            database_url=db_url,
+            redis_url=redis_url,
+            admin_api_key=ADMIN_KEY,
+            sse_ping_seconds=1,
+            webhook_allow_insecure=True,  # the test's receiver listens on 127.0.0.1
+            webhook_retry_seconds="0.2",
         )
         with running_app(settings) as url:
             yield url

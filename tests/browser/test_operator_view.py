@@ -20,6 +20,7 @@ from tests.browser.conftest import (
     wait_for,
     write,
 )
+from tests.helpers.receiver import webhook_receiver
 
 pytestmark = pytest.mark.e2e
 KEY_STORAGE = "tokenledger.operator-key"
@@ -82,6 +83,32 @@ def test_the_operator_view_keeps_the_key_in_session_storage_and_shows_a_new_acco
     browser.find_element(By.CSS_SELECTOR, '[data-action="sign-out"]').click()
     assert browser.execute_script(f"return sessionStorage.getItem('{KEY_STORAGE}')") is None
     wait_for(browser, lambda d: d.find_element(By.ID, "api-key").is_displayed())
+
+
+def test_an_admin_operator_sees_a_failing_webhook_endpoint(
+    browser: WebDriver, app_url: str, api: httpx.Client
+) -> None:
+    with webhook_receiver() as receiver:
+        receiver.answers = [500, 500]  # both attempts of the first message fail
+        body = {"url": receiver.url, "events": ["entry.created"]}
+        endpoint = api.post("/v1/webhook-endpoints", json=body)
+        assert endpoint.status_code == 201, endpoint.text
+        write(api, new_account("hook"), "purchases", 5)
+        receiver.wait_for(2)
+        sign_in(browser, app_url, api_key(api, "audit", "admin"))
+        item = f'[data-field="webhooks"] li[data-endpoint-id="{endpoint.json()["id"]}"]'
+        wait_for(
+            browser,
+            lambda d: any(
+                e.get_attribute("data-failed") == "1"
+                for e in d.find_elements(By.CSS_SELECTOR, item)
+            ),
+            15,
+            "the failing endpoint is not shown",
+        )
+        shown = browser.find_element(By.CSS_SELECTOR, item).text
+        assert receiver.url in shown and "1 failed" in shown
+        assert api.delete(f"/v1/webhook-endpoints/{endpoint.json()['id']}").status_code == 204
 
 
 def test_a_key_without_the_audit_scope_is_refused_with_the_reason(
