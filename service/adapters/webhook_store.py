@@ -38,14 +38,12 @@ SELECT_DELIVERIES = (
     " next_attempt_at FROM {outbox} WHERE endpoint_id = :id"
     " ORDER BY position DESC, ordinal DESC LIMIT :limit"
 )
-SELECT_DUE = (
+SELECT_PENDING = (
     "SELECT o.webhook_id, o.endpoint_id, o.account_id, o.type, o.position, o.body, o.attempts,"
-    " e.url, e.secret FROM {outbox} o JOIN {endpoints} e ON e.id = o.endpoint_id"
-    " WHERE o.status = 'pending' AND o.next_attempt_at <= :now AND e.deleted_at IS NULL"
-    " AND NOT EXISTS (SELECT 1 FROM {outbox} p WHERE p.status = 'pending'"
-    " AND p.endpoint_id = o.endpoint_id AND p.account_id = o.account_id"
-    " AND (p.position < o.position OR (p.position = o.position AND p.ordinal < o.ordinal)))"
-    " ORDER BY o.next_attempt_at, o.position LIMIT :limit"
+    " o.next_attempt_at, e.url, e.secret FROM {outbox} o JOIN {endpoints} e"
+    " ON e.id = o.endpoint_id WHERE o.status = 'pending' AND e.deleted_at IS NULL"
+    " AND (o.endpoint_id, o.account_id) > (:endpoint_id, :account_id)"
+    " ORDER BY o.endpoint_id, o.account_id, o.position, o.ordinal LIMIT :limit"
 )
 RECORD_ATTEMPT = (
     "UPDATE {outbox} SET status = :status, attempts = attempts + 1,"
@@ -103,6 +101,8 @@ class WebhookStore:
 
     def __init__(self, db: Connections) -> None:
         self._db = db
+        self._cursor: tuple[str, str] = ("", "")
+        """Where :meth:`due` continues: the last ``(endpoint, account)`` read."""
 
         def q(text: str) -> Query:
             return db.dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX)
@@ -113,7 +113,7 @@ class WebhookStore:
             q(SELECT_ENDPOINT),
         )
         self._delete, self._drop = q(DELETE_ENDPOINT), q(DROP_PENDING)
-        self._deliveries, self._due = q(SELECT_DELIVERIES), q(SELECT_DUE)
+        self._deliveries, self._pending = q(SELECT_DELIVERIES), q(SELECT_PENDING)
         self._attempt, self._counts = q(RECORD_ATTEMPT), q(COUNT_BY_STATUS)
 
     def add(self, endpoint: EndpointRecord) -> None:
@@ -154,23 +154,41 @@ class WebhookStore:
         return [dict(row) for row in rows]
 
     def due(self, now: float, limit: int) -> list[DueMessage]:
-        """Up to ``limit`` pending messages due at ``now`` (Unix seconds), each
-        the oldest pending one of its endpoint and account."""
-        rows, _ = self._db.execute(self._due, {"now": now, "limit": limit})
-        return [
-            DueMessage(
-                r["webhook_id"],
-                r["endpoint_id"],
-                r["account_id"],
-                r["type"],
-                int(r["position"]),
-                bytes(r["body"]),
-                int(r["attempts"]),
-                r["url"],
-                r["secret"],
+        """Pending messages due at ``now`` (Unix seconds), each the oldest
+        pending one of its endpoint and account: reads up to ``limit`` pending
+        rows in (endpoint, account, position) order from where the previous
+        call stopped (wrapping around), so every group gets its turn and no
+        call scans the whole outbox."""
+        rows, _ = self._db.execute(
+            self._pending,
+            {"endpoint_id": self._cursor[0], "account_id": self._cursor[1], "limit": limit},
+        )
+        self._cursor = (
+            (rows[-1]["endpoint_id"], rows[-1]["account_id"]) if len(rows) == limit else ("", "")
+        )
+        due: list[DueMessage] = []
+        seen: set[tuple[str, str]] = set()
+        for r in rows:
+            group = (r["endpoint_id"], r["account_id"])
+            if group in seen:
+                continue
+            seen.add(group)
+            if r["next_attempt_at"] is None or r["next_attempt_at"] > now:
+                continue  # its head waits for a retry: the group waits too
+            due.append(
+                DueMessage(
+                    r["webhook_id"],
+                    r["endpoint_id"],
+                    r["account_id"],
+                    r["type"],
+                    int(r["position"]),
+                    bytes(r["body"]),
+                    int(r["attempts"]),
+                    r["url"],
+                    r["secret"],
+                )
             )
-            for r in rows
-        ]
+        return due
 
     def record_attempt(
         self,
@@ -208,6 +226,6 @@ def open_webhook_store(settings: Settings) -> WebhookStore:
     if settings.backend == "sqlite":
         return WebhookStore(SQLiteConnection(settings.sqlite_path))
     connections = PostgresConnections(
-        settings.postgres_conninfo(), settings.database_schema, max_size=2
+        settings.postgres_conninfo(), settings.database_schema, max_size=4
     )
     return WebhookStore(connections)
