@@ -38,13 +38,28 @@ SELECT_DELIVERIES = (
     " next_attempt_at FROM {outbox} WHERE endpoint_id = :id"
     " ORDER BY position DESC, ordinal DESC LIMIT :limit"
 )
-SELECT_PENDING = (
-    "SELECT o.webhook_id, o.endpoint_id, o.account_id, o.type, o.position, o.body, o.attempts,"
-    " o.next_attempt_at, e.url, e.secret FROM {outbox} o JOIN {endpoints} e"
-    " ON e.id = o.endpoint_id WHERE o.status = 'pending' AND e.deleted_at IS NULL"
-    " AND (o.endpoint_id, o.account_id) > (:endpoint_id, :account_id)"
-    " ORDER BY o.endpoint_id, o.account_id, o.position, o.ordinal LIMIT :limit"
+_HEAD_COLUMNS = (
+    "o.webhook_id, o.endpoint_id, o.account_id, o.type, o.position, o.body, o.attempts,"
+    " o.next_attempt_at, e.url, e.secret"
 )
+_HEAD_FROM = (
+    " FROM {outbox} o JOIN {endpoints} e ON e.id = o.endpoint_id"
+    " WHERE o.status = 'pending' AND e.deleted_at IS NULL"
+    " AND (o.endpoint_id, o.account_id) > (:endpoint_id, :account_id)"
+)
+SELECT_HEADS = {
+    # The first pending message of each (endpoint, account), in key order.
+    "postgres": "SELECT DISTINCT ON (o.endpoint_id, o.account_id) "
+    + _HEAD_COLUMNS
+    + _HEAD_FROM
+    + " ORDER BY o.endpoint_id, o.account_id, o.position, o.ordinal LIMIT :limit",
+    # SQLite takes the other columns from the row holding the MIN (documented).
+    "sqlite": "SELECT "
+    + _HEAD_COLUMNS
+    + ", MIN(o.position * 16 + o.ordinal) AS head"
+    + _HEAD_FROM
+    + " GROUP BY o.endpoint_id, o.account_id ORDER BY o.endpoint_id, o.account_id LIMIT :limit",
+}
 RECORD_ATTEMPT = (
     "UPDATE {outbox} SET status = :status, attempts = attempts + 1,"
     " last_response_status = :response_status, last_error = :error,"
@@ -113,7 +128,7 @@ class WebhookStore:
             q(SELECT_ENDPOINT),
         )
         self._delete, self._drop = q(DELETE_ENDPOINT), q(DROP_PENDING)
-        self._deliveries, self._pending = q(SELECT_DELIVERIES), q(SELECT_PENDING)
+        self._deliveries, self._heads = q(SELECT_DELIVERIES), q(SELECT_HEADS[db.dialect.name])
         self._attempt, self._counts = q(RECORD_ATTEMPT), q(COUNT_BY_STATUS)
 
     def add(self, endpoint: EndpointRecord) -> None:
@@ -155,40 +170,31 @@ class WebhookStore:
 
     def due(self, now: float, limit: int) -> list[DueMessage]:
         """Pending messages due at ``now`` (Unix seconds), each the oldest
-        pending one of its endpoint and account: reads up to ``limit`` pending
-        rows in (endpoint, account, position) order from where the previous
-        call stopped (wrapping around), so every group gets its turn and no
-        call scans the whole outbox."""
+        pending one of its endpoint and account (a head waiting for its retry
+        holds its group back). Reads up to ``limit`` group heads in (endpoint,
+        account) order from where the previous call stopped, wrapping around,
+        so every group gets its turn."""
         rows, _ = self._db.execute(
-            self._pending,
+            self._heads,
             {"endpoint_id": self._cursor[0], "account_id": self._cursor[1], "limit": limit},
         )
-        self._cursor = (
-            (rows[-1]["endpoint_id"], rows[-1]["account_id"]) if len(rows) == limit else ("", "")
-        )
-        due: list[DueMessage] = []
-        seen: set[tuple[str, str]] = set()
-        for r in rows:
-            group = (r["endpoint_id"], r["account_id"])
-            if group in seen:
-                continue
-            seen.add(group)
-            if r["next_attempt_at"] is None or r["next_attempt_at"] > now:
-                continue  # its head waits for a retry: the group waits too
-            due.append(
-                DueMessage(
-                    r["webhook_id"],
-                    r["endpoint_id"],
-                    r["account_id"],
-                    r["type"],
-                    int(r["position"]),
-                    bytes(r["body"]),
-                    int(r["attempts"]),
-                    r["url"],
-                    r["secret"],
-                )
+        last = rows[-1] if len(rows) == limit else None
+        self._cursor = (last["endpoint_id"], last["account_id"]) if last else ("", "")
+        return [
+            DueMessage(
+                r["webhook_id"],
+                r["endpoint_id"],
+                r["account_id"],
+                r["type"],
+                int(r["position"]),
+                bytes(r["body"]),
+                int(r["attempts"]),
+                r["url"],
+                r["secret"],
             )
-        return due
+            for r in rows
+            if r["next_attempt_at"] is not None and r["next_attempt_at"] <= now
+        ]
 
     def record_attempt(
         self,

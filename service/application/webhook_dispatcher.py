@@ -35,8 +35,8 @@ TIMEOUT_SECONDS = 10.0
 """A receiver must answer within this (contract v1.1)."""
 POLL_SECONDS = 0.25
 """Longest wait between rounds when nothing woke the dispatcher."""
-ROUND_LIMIT = 2000
-"""Most pending outbox rows read per round (the store's ``due``)."""
+ROUND_LIMIT = 500
+"""Most (endpoint, account) heads read per round (the store's ``due``)."""
 MAX_IN_FLIGHT = 64
 """Most deliveries under way at once."""
 EXCERPT = 200
