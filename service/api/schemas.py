@@ -276,6 +276,15 @@ for _shape in DOCUMENTED:
 
 # OpenAPI ``responses`` (what each route can answer besides its success) -----
 
+NO_STORE = {
+    "Cache-Control": {
+        "description": "`no-store`: the answer holds a secret",
+        "required": True,
+        "schema": {"type": "string", "const": "no-store"},
+    }
+}
+"""The ``Cache-Control`` header of answers that show a secret once."""
+
 PROBLEM_SCHEMA: dict[str, Any] = TypeAdapter(Problem).json_schema()
 """The problem object's JSON Schema, inlined in every error response (it has
 no references, and FastAPI registers ``model=`` schemas under the route's own

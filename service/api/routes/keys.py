@@ -19,6 +19,7 @@ from service.api.deps import (
 )
 from service.api.responses import FastJSONResponse
 from service.api.schemas import (
+    NO_STORE,
     ApiKeyCreate,
     StreamTokenCreate,
     StreamTokenPublic,
@@ -27,14 +28,6 @@ from service.api.schemas import (
 from service.application.api_keys import ApiKeyCreated, ApiKeysPublic
 
 router = APIRouter(tags=["credentials"])
-
-NO_STORE = {
-    "Cache-Control": {
-        "description": "`no-store`: the answer holds a secret",
-        "required": True,
-        "schema": {"type": "string", "const": "no-store"},
-    }
-}
 
 
 @router.post(

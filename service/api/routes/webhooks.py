@@ -10,7 +10,7 @@ from pydantic import Field
 
 from service.api.deps import Admin, Payload, RuntimeDep, body_doc, json_body
 from service.api.responses import FastJSONResponse
-from service.api.schemas import MAX_REASON, RequestModel, problems
+from service.api.schemas import MAX_REASON, NO_STORE, RequestModel, problems
 from service.application.webhooks import (
     DeliveriesPublic,
     WebhookEndpointCreated,
@@ -21,13 +21,6 @@ from service.domain.values import MAX_AMOUNT
 
 router = APIRouter(tags=["webhooks"])
 
-NO_STORE = {
-    "Cache-Control": {
-        "description": "`no-store`: the answer holds a secret",
-        "required": True,
-        "schema": {"type": "string", "const": "no-store"},
-    }
-}
 ENDPOINT_ID = {
     "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
 }
