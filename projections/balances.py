@@ -23,7 +23,6 @@ from projections.broker import Broker
 from projections.channels import POSITIONS, account_channel
 from service.config import APPLICATION_NAME
 from service.domain.events import ENTRY_EVENTS, LedgerEntry
-from service.domain.published import render_entry
 
 __all__ = ["BalanceProjection", "BalanceView", "expiry_schedule", "publish_batch"]
 
@@ -110,8 +109,7 @@ def publish_batch(broker: Broker, plan: BatchPlan, balances: list[list[dict[str,
     messages: list[tuple[str, dict[str, Any]]] = []
     for states in balances:
         account_id = states[-1]["account_id"]
-        entries = [render_entry(e, p) for e, p in plan.entries.get(account_id, ())]
-        message = {"balance": states[-1], "balances": states, "entries": entries}
+        message = {"balance": states[-1], "balances": states, "entries": plan.rendered(account_id)}
         messages.append((account_channel(account_id), message))
     messages.append((POSITIONS, {"position": plan.last}))
     broker.publish_many(messages)

@@ -22,6 +22,7 @@ from service.domain.events import (
     Purchased,
 )
 from service.domain.hashing import rfc3339
+from service.domain.published import EntryPublic, render_entry
 from service.domain.values import COUNTERS, entry_id_for
 
 Positioned = tuple[LedgerEntry, int]
@@ -53,6 +54,16 @@ class BatchPlan:
     schedule: dict[tuple[str, str], str | None] = field(default_factory=dict)
     entries: dict[str, list[Positioned]] = field(default_factory=dict)
     last: int = 0
+    _rendered: dict[str, list[EntryPublic]] = field(default_factory=dict, repr=False)
+
+    def rendered(self, account_id: str) -> list[EntryPublic]:
+        """The account's entries as published (contract Entry), rendered once
+        for the bridge and the webhook outbox alike."""
+        entries = self._rendered.get(account_id)
+        if entries is None:
+            entries = [render_entry(e, p) for e, p in self.entries.get(account_id, ())]
+            self._rendered[account_id] = entries
+        return entries
 
     @property
     def limit_changes(self) -> list[str]:

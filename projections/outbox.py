@@ -2,9 +2,9 @@
 
 For each batch: the endpoints (one query), the alert states of the batch's
 accounts for those endpoints, then the batch's messages
-(:func:`projections.webhook_messages.batch_messages`) inserted with their
-deterministic ``webhook-id`` (``ON CONFLICT DO NOTHING``: a batch applied
-again adds nothing) and the new states, all with the cursor of the balances'
+(:func:`projections.webhook_messages.batch_messages`) inserted under
+their ``(position, endpoint_id, ordinal)`` key (``ON CONFLICT DO NOTHING``: a
+batch applied again adds nothing) and the new states, all with the cursor of the balances'
 transaction: the messages commit exactly when the balances do.
 """
 
@@ -29,10 +29,10 @@ SELECT_SUBSCRIPTIONS = (
 )
 SELECT_STATES = "SELECT endpoint_id, account_id, state FROM {states} WHERE account_id = :account_id"
 INSERT_MESSAGE = (
-    "INSERT INTO {outbox} (webhook_id, endpoint_id, account_id, type, position, ordinal, body,"
-    " status, attempts, next_attempt_at, created_at) VALUES (:webhook_id, :endpoint_id,"
-    " :account_id, :type, :position, :ordinal, :body, 'pending', 0, :now, :now)"
-    " ON CONFLICT (webhook_id) DO NOTHING"
+    "INSERT INTO {outbox} (position, endpoint_id, ordinal, webhook_id, account_id, type, body,"
+    " status, attempts, next_attempt_at, created_at) VALUES (:position, :endpoint_id,"
+    " :ordinal, :webhook_id, :account_id, :type, :body, 'pending', 0, :now, :now)"
+    " ON CONFLICT (position, endpoint_id, ordinal) DO NOTHING"
 )
 UPSERT_STATE = (
     "INSERT INTO {states} (endpoint_id, account_id, state)"
@@ -65,7 +65,7 @@ class Outbox:
         ]
         if not subscriptions or not balances:
             return 0
-        accounts = [(plan.entries[states[-1]["account_id"]], states) for states in balances]
+        accounts = [(plan.rendered(states[-1]["account_id"]), states) for states in balances]
         prior: dict[StateKey, AlertState] = {}
         if any(sub.alerts for sub in subscriptions):
             keys = [{"account_id": states[-1]["account_id"]} for states in balances]

@@ -20,8 +20,7 @@ from typing import Any
 import orjson
 
 from service.domain.alerts import ENTRY_CREATED, AlertState, cross
-from service.domain.events import LedgerEntry
-from service.domain.published import render_entry
+from service.domain.published import EntryPublic
 
 WEBHOOK_NAMESPACE = uuid.UUID("5d0f6f5e-7c53-4a0e-9a39-3f5ad3f6b1c2")
 """Namespace of the message ids (UUID 5 of endpoint, position and type)."""
@@ -76,13 +75,13 @@ def encode_body(kind: str, timestamp: str, data: Mapping[str, Any]) -> bytes:
 
 def batch_messages(
     subscriptions: Iterable[Subscription],
-    accounts: Iterable[tuple[list[tuple[LedgerEntry, int]], list[dict[str, Any]]]],
+    accounts: Iterable[tuple[list[EntryPublic], list[dict[str, Any]]]],
     states: Mapping[StateKey, AlertState],
 ) -> tuple[list[OutboxMessage], dict[StateKey, AlertState]]:
     """The messages of a batch, and the alert states it leaves.
 
-    ``accounts``: per changed account, its entries with their positions (in
-    version order) and its balance right after each of them; ``states``: the
+    ``accounts``: per changed account, its entries as published (contract
+    Entry, in version order) and its balance right after each of them; ``states``: the
     alert states before the batch (an account missing from it has had no
     entry yet). Messages come in position order per endpoint and account."""
     subscribed = [s for s in subscriptions if s.events]
@@ -90,8 +89,7 @@ def batch_messages(
     changed: dict[StateKey, AlertState] = {}
     if not subscribed:
         return messages, changed
-    for entries, balances in accounts:
-        rendered = [render_entry(entry, position) for entry, position in entries]
+    for rendered, balances in accounts:
         for sub in subscribed:
             key = (sub.endpoint_id, rendered[0]["account_id"])
             state = states.get(key)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -36,6 +37,10 @@ class Connections(ABC):
         """
 
     @abstractmethod
+    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
+        """Runs ``query`` once per parameter set, all in one transaction."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
 
@@ -59,6 +64,10 @@ class PostgresConnections(Connections):
             rows: list[Any] = cur.fetchall() if cur.description else []
             return rows, cur.rowcount
 
+    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
+        with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(query, params)
+
     def close(self) -> None:
         self._pool.close()
 
@@ -80,6 +89,17 @@ class SQLiteConnection(Connections):
         with self._lock:
             cursor = self._conn.execute(query, params)
             return cursor.fetchall(), cursor.rowcount
+
+    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
+        assert isinstance(query, str)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.executemany(query, params)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:

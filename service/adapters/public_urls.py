@@ -5,9 +5,12 @@ A URL must be ``https://`` and its host must resolve only to global unicast
 addresses: loopback (``localhost`` included), private (RFC 1918, RFC 4193),
 link-local (cloud metadata at 169.254.169.254 included), shared (RFC 6598),
 multicast, reserved and unspecified addresses are refused. The host is
-resolved when the endpoint is created and again before every delivery (a name
-may be re-pointed after it was checked). ``allow_insecure``
-(``LEDGER_WEBHOOK_ALLOW_INSECURE``) lifts both rules, for development and tests.
+resolved when the endpoint is created (:func:`check_url`); deliveries check
+the URL's form and literal address before every attempt (:func:`check_target`)
+and the addresses a name resolves to whenever they connect
+(``service.adapters.webhook_http``), since a name may be re-pointed after it
+was checked. ``allow_insecure`` (``LEDGER_WEBHOOK_ALLOW_INSECURE``) lifts
+these rules, for development and tests.
 """
 
 from __future__ import annotations
@@ -28,6 +31,25 @@ def check_url(url: str, allow_insecure: bool) -> list[str]:
         UnsafeUrl: not ``https://``, no host, unresolvable, or an address
             that is not public (unless ``allow_insecure``).
     """
+    host, port = check_target(url, allow_insecure)
+    if host is None:  # allowed as it is, or a public address literal
+        return [] if allow_insecure else [str(ipaddress.ip_address(urlsplit(url).hostname or ""))]
+    addresses = _resolve(host, port)
+    for address in addresses:
+        if not is_public(address):
+            raise UnsafeUrl(f"resolves to {address}, which is not a public address")
+    return addresses
+
+
+def check_target(url: str, allow_insecure: bool) -> tuple[str | None, int]:
+    """Checks ``url`` without resolving it: its form (``https://``, a host,
+    no credentials), a loopback name, and the host if it is an address
+    literal. Returns the host and port still to resolve (``None`` when
+    ``allow_insecure`` or when the host is a literal, checked here).
+
+    Raises:
+        UnsafeUrl: as :func:`check_url`, for what can be told without DNS.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -38,26 +60,22 @@ def check_url(url: str, allow_insecure: bool) -> list[str]:
     if parts.username or parts.password:
         raise UnsafeUrl("must not carry credentials")
     if allow_insecure:
-        return []
+        return None, 0
     if parts.scheme != "https":
         raise UnsafeUrl("must be https:// (LEDGER_WEBHOOK_ALLOW_INSECURE is off)")
     host = parts.hostname
     if host.rstrip(".").lower() == "localhost" or host.lower().endswith(".localhost"):
         raise UnsafeUrl("must not name a loopback host")
-    addresses = _resolve(host, port or 443)
-    for address in addresses:
-        if not _is_public(address):
-            raise UnsafeUrl(f"resolves to {address}, which is not a public address")
-    return addresses
-
-
-def _resolve(host: str, port: int) -> list[str]:
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
-        pass
-    else:
-        return [str(literal)]
+        return host, port or 443
+    if not is_public(str(literal)):
+        raise UnsafeUrl(f"resolves to {literal}, which is not a public address")
+    return None, 0
+
+
+def _resolve(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
@@ -65,7 +83,9 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def _is_public(text: str) -> bool:
+def is_public(text: str) -> bool:
+    """Whether the address ``text`` is global unicast (an IPv4-mapped IPv6
+    address is judged as its IPv4 address; a zone suffix is ignored)."""
     address = ipaddress.ip_address(text.split("%", 1)[0])
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped

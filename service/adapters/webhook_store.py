@@ -4,12 +4,13 @@ Endpoints keep their signing secret (``whsec_`` + base64), since every
 delivery is signed with it (Standard Webhooks). Outbox rows are written by the
 projection (``projections.views``, same transaction as the balances); this
 store reads them for the dispatcher and records each attempt. Statements are
-written once (``service.adapters.dialect``); tables come from migration 0005.
+written once (``service.adapters.dialect``); tables come from migrations 0005 and 0006.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,32 +39,31 @@ SELECT_DELIVERIES = (
     " next_attempt_at FROM {outbox} WHERE endpoint_id = :id"
     " ORDER BY position DESC, ordinal DESC LIMIT :limit"
 )
-_HEAD_COLUMNS = (
-    "o.webhook_id, o.endpoint_id, o.account_id, o.type, o.position, o.body, o.attempts,"
-    " o.next_attempt_at, e.url, e.secret"
+_MESSAGE = (
+    "SELECT position, endpoint_id, ordinal, webhook_id, account_id, type, body, attempts,"
+    " next_attempt_at FROM {outbox} WHERE status = 'pending'"
 )
-_HEAD_FROM = (
-    " FROM {outbox} o JOIN {endpoints} e ON e.id = o.endpoint_id"
-    " WHERE o.status = 'pending' AND e.deleted_at IS NULL"
-    " AND (o.endpoint_id, o.account_id) > (:endpoint_id, :account_id)"
+SELECT_PENDING_AFTER = (
+    # Primary key order: the order the projection appends in.
+    _MESSAGE + " AND (position, endpoint_id, ordinal) > (:position, :endpoint_id, :ordinal)"
+    " ORDER BY position, endpoint_id, ordinal LIMIT :limit"
 )
-SELECT_HEADS = {
-    # The first pending message of each (endpoint, account), in key order.
-    "postgres": "SELECT DISTINCT ON (o.endpoint_id, o.account_id) "
-    + _HEAD_COLUMNS
-    + _HEAD_FROM
-    + " ORDER BY o.endpoint_id, o.account_id, o.position, o.ordinal LIMIT :limit",
-    # SQLite takes the other columns from the row holding the MIN (documented).
-    "sqlite": "SELECT "
-    + _HEAD_COLUMNS
-    + ", MIN(o.position * 16 + o.ordinal) AS head"
-    + _HEAD_FROM
-    + " GROUP BY o.endpoint_id, o.account_id ORDER BY o.endpoint_id, o.account_id LIMIT :limit",
-}
+SELECT_PENDING_OF = (
+    # Index ledger_webhook_outbox_pending (partial: pending rows only).
+    _MESSAGE + " AND endpoint_id = :endpoint_id AND account_id = :account_id"
+    " AND (position, ordinal) > (:position, :ordinal) ORDER BY position, ordinal LIMIT :limit"
+)
+SELECT_FIRST_PENDING = (
+    # Each (endpoint, account)'s first pending row, from the partial index.
+    "SELECT (SELECT min(head) FROM (SELECT min(position) AS head FROM {outbox}"
+    " WHERE status = 'pending' GROUP BY endpoint_id, account_id) heads) AS first,"
+    " (SELECT max(position) FROM {outbox}) AS last"
+)
 RECORD_ATTEMPT = (
     "UPDATE {outbox} SET status = :status, attempts = attempts + 1,"
     " last_response_status = :response_status, last_error = :error,"
-    " next_attempt_at = :next_attempt_at WHERE webhook_id = :webhook_id"
+    " next_attempt_at = :next_attempt_at"
+    " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
 )
 COUNT_BY_STATUS = (
     "SELECT status, count(*) AS n, coalesce(sum(attempts), 0) AS attempts"
@@ -84,19 +84,50 @@ class EndpointRecord:
     created_at: str
 
 
-@dataclass(frozen=True)
-class DueMessage:
-    """A pending message whose turn has come, with where and how to send it."""
+Key = tuple[int, str, int]
+"""An outbox row's primary key: ``(position, endpoint_id, ordinal)``."""
 
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message not yet delivered nor failed (``body``: the JSON sent, UTF-8;
+    ``next_attempt_at``: Unix seconds)."""
+
+    key: Key
     webhook_id: str
-    endpoint_id: str
     account_id: str
     type: str
-    position: int
     body: bytes
     attempts: int
-    url: str
-    secret: str
+    next_attempt_at: float
+
+    @property
+    def endpoint_id(self) -> str:
+        return self.key[1]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt's outcome: ``status`` ``pending`` (retried at
+    ``next_attempt_at``, Unix seconds), ``delivered`` or ``failed``."""
+
+    key: Key
+    status: str
+    response_status: int | None
+    error: str | None
+    next_attempt_at: float | None
+
+
+def _pending(row: Any) -> PendingMessage:
+    return PendingMessage(
+        (int(row["position"]), row["endpoint_id"], int(row["ordinal"])),
+        row["webhook_id"],
+        row["account_id"],
+        row["type"],
+        bytes(row["body"]),
+        int(row["attempts"]),
+        float(row["next_attempt_at"] or 0.0),
+    )
 
 
 def _endpoint(row: Any) -> EndpointRecord:
@@ -116,8 +147,6 @@ class WebhookStore:
 
     def __init__(self, db: Connections) -> None:
         self._db = db
-        self._cursor: tuple[str, str] = ("", "")
-        """Where :meth:`due` continues: the last ``(endpoint, account)`` read."""
 
         def q(text: str) -> Query:
             return db.dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX)
@@ -128,7 +157,8 @@ class WebhookStore:
             q(SELECT_ENDPOINT),
         )
         self._delete, self._drop = q(DELETE_ENDPOINT), q(DROP_PENDING)
-        self._deliveries, self._heads = q(SELECT_DELIVERIES), q(SELECT_HEADS[db.dialect.name])
+        self._deliveries, self._first = q(SELECT_DELIVERIES), q(SELECT_FIRST_PENDING)
+        self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
         self._attempt, self._counts = q(RECORD_ATTEMPT), q(COUNT_BY_STATUS)
 
     def add(self, endpoint: EndpointRecord) -> None:
@@ -168,53 +198,55 @@ class WebhookStore:
         rows, _ = self._db.execute(self._deliveries, {"id": endpoint_id, "limit": limit})
         return [dict(row) for row in rows]
 
-    def due(self, now: float, limit: int) -> list[DueMessage]:
-        """Pending messages due at ``now`` (Unix seconds), each the oldest
-        pending one of its endpoint and account (a head waiting for its retry
-        holds its group back). Reads up to ``limit`` group heads in (endpoint,
-        account) order from where the previous call stopped, wrapping around,
-        so every group gets its turn."""
-        rows, _ = self._db.execute(
-            self._heads,
-            {"endpoint_id": self._cursor[0], "account_id": self._cursor[1], "limit": limit},
-        )
-        last = rows[-1] if len(rows) == limit else None
-        self._cursor = (last["endpoint_id"], last["account_id"]) if last else ("", "")
-        return [
-            DueMessage(
-                r["webhook_id"],
-                r["endpoint_id"],
-                r["account_id"],
-                r["type"],
-                int(r["position"]),
-                bytes(r["body"]),
-                int(r["attempts"]),
-                r["url"],
-                r["secret"],
-            )
-            for r in rows
-            if r["next_attempt_at"] is not None and r["next_attempt_at"] <= now
-        ]
+    def first_to_deliver(self) -> int:
+        """The lowest position of a pending message; when none is, a position
+        after every message so far."""
+        rows, _ = self._db.execute(self._first, {})
+        first, last = rows[0]["first"], rows[0]["last"]
+        return int(first) if first is not None else int(last or 0) + 1
 
-    def record_attempt(
-        self,
-        webhook_id: str,
-        status: str,
-        response_status: int | None,
-        error: str | None,
-        next_attempt_at: float | None,
-    ) -> None:
-        """Records one delivery attempt: ``status`` ``pending`` (retry at
-        ``next_attempt_at``), ``delivered`` or ``failed``."""
-        self._db.execute(
-            self._attempt,
+    def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
+        """Up to ``limit`` pending messages after ``key``, in key order."""
+        position, endpoint_id, ordinal = key
+        rows, _ = self._db.execute(
+            self._after,
+            {"position": position, "endpoint_id": endpoint_id, "ordinal": ordinal, "limit": limit},
+        )
+        return [_pending(row) for row in rows]
+
+    def pending_of(
+        self, endpoint_id: str, account_id: str, after: Key, limit: int
+    ) -> list[PendingMessage]:
+        """Up to ``limit`` pending messages of one endpoint and account after
+        ``after``, in position order."""
+        rows, _ = self._db.execute(
+            self._of,
             {
-                "webhook_id": webhook_id,
-                "status": status,
-                "response_status": response_status,
-                "error": error,
-                "next_attempt_at": next_attempt_at,
+                "endpoint_id": endpoint_id,
+                "account_id": account_id,
+                "position": after[0],
+                "ordinal": after[2],
+                "limit": limit,
             },
+        )
+        return [_pending(row) for row in rows]
+
+    def record_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Records delivery attempts, all in one transaction."""
+        self._db.execute_many(
+            self._attempt,
+            [
+                {
+                    "position": a.key[0],
+                    "endpoint_id": a.key[1],
+                    "ordinal": a.key[2],
+                    "status": a.status,
+                    "response_status": a.response_status,
+                    "error": a.error,
+                    "next_attempt_at": a.next_attempt_at,
+                }
+                for a in attempts
+            ],
         )
 
     def counts(self) -> dict[str, tuple[int, int]]:
@@ -228,7 +260,7 @@ class WebhookStore:
 
 
 def open_webhook_store(settings: Settings) -> WebhookStore:
-    """The webhook store of ``settings.database_url`` (tables: migration 0005)."""
+    """The webhook store of ``settings.database_url`` (tables: migrations 0005, 0006)."""
     if settings.backend == "sqlite":
         return WebhookStore(SQLiteConnection(settings.sqlite_path))
     connections = PostgresConnections(

@@ -1,16 +1,21 @@
 """Delivers the webhook outbox (Standard Webhooks), in the leader process only.
 
-Each round takes the due messages that head their endpoint and account (the
-store's ``due``: a message being retried holds back the later ones, so each
-receiver sees an account's messages in position order) and sends each in a
-task of its own, so a slow or dead receiver (10 s timeout) holds back nothing
-but its own messages. A message is signed at each attempt (``webhook-id``,
-``webhook-timestamp`` in Unix seconds, ``webhook-signature`` ``v1,`` + base64
-HMAC-SHA256 with the endpoint's secret, by the ``standardwebhooks`` library),
-posted without following redirects, and recorded: any 2xx is ``delivered``,
-anything else is retried after the next delay of ``retry_seconds`` and is
-``failed`` once they are used up. The host is checked again before every
-attempt (``service.adapters.public_urls``).
+A reader follows the outbox in key order (the order the projection appends
+in) and hands each message to its endpoint's lanes
+(``service.application.delivery_lanes``: one lane per account, one message
+in flight per lane, so a receiver sees an account's messages in position
+order). Each endpoint has :data:`CONCURRENCY` workers of its own, so a slow
+or dead receiver (10 s timeout) holds back only its own messages.
+
+A message is signed at each attempt (``webhook-id``, ``webhook-timestamp`` in
+Unix seconds, ``webhook-signature`` ``v1,`` + base64 HMAC-SHA256 with the
+endpoint's secret, by the ``standardwebhooks`` library), posted without
+following redirects (``service.adapters.webhook_http``), and its outcome
+recorded: any 2xx is ``delivered``, anything else is retried after the next
+delay of ``retry_seconds`` and is ``failed`` once they are used up. Outcomes
+are recorded in group commits (:class:`AttemptRecorder`), and a lane's next
+message goes only once its head's outcome is committed: after a crash a
+receiver may see a message again (same ``webhook-id``), never out of order.
 """
 
 from __future__ import annotations
@@ -20,27 +25,52 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import httpx
 from standardwebhooks import Webhook
 
 from service.adapters.leader import Leadership
-from service.adapters.public_urls import UnsafeUrl, check_url
-from service.adapters.webhook_store import DueMessage, WebhookStore
+from service.adapters.public_urls import UnsafeUrl, check_target
+from service.adapters.webhook_http import DELIVERY_ERRORS, open_client
+from service.adapters.webhook_store import (
+    Attempt,
+    EndpointRecord,
+    Key,
+    PendingMessage,
+    WebhookStore,
+)
+from service.application.attempt_recorder import AttemptRecorder
+from service.application.delivery_lanes import LANE_MESSAGES, EndpointLanes, Lane
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
-"""A receiver must answer within this (contract v1.1)."""
-POLL_SECONDS = 0.25
-"""Longest wait between rounds when nothing woke the dispatcher."""
-ROUND_LIMIT = 500
-"""Most (endpoint, account) heads read per round (the store's ``due``)."""
-MAX_IN_FLIGHT = 64
-"""Most deliveries under way at once."""
+"""A receiver must answer within this, connection included (contract v1.1)."""
+POLL_SECONDS = 0.1
+"""Longest wait for new outbox rows when nothing woke the dispatcher."""
+ENDPOINTS_SECONDS = 1.0
+"""How often the endpoint list is read again (deletions take effect)."""
+PAGE = 1_000
+"""Outbox rows read at once."""
+CONCURRENCY = 64
+"""Deliveries under way at once per endpoint (its workers and connections)."""
 EXCERPT = 200
 """Characters of a failed response or error kept with the message."""
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """A subscribed endpoint while this process leads: its lanes, its queue
+    of lanes ready to send, its workers."""
+
+    record: EndpointRecord
+    signer: Webhook
+    unsafe: str | None
+    """Why its URL is refused without resolving it (form, literal address)."""
+    lanes: EndpointLanes
+    ready: asyncio.Queue[Lane] = field(default_factory=asyncio.Queue)
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class WebhookDispatcher:
@@ -75,7 +105,7 @@ class WebhookDispatcher:
             self._thread.join(timeout)
 
     def wake(self) -> None:
-        """Looks for due messages now (the projection recorded some)."""
+        """Reads the outbox now (the projection recorded messages)."""
         self._wake.set()
 
     def _run(self) -> None:
@@ -89,61 +119,155 @@ class WebhookDispatcher:
                 self._stop.wait(1.0)
 
     async def _deliver_while_leading(self) -> None:
-        in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
-        async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as client:
-            while not self._stop.is_set() and self.leadership.is_leader.is_set():
-                self._wake.clear()
-                due = await asyncio.to_thread(self.store.due, self.clock(), ROUND_LIMIT)
-                for message in due:
-                    group = (message.endpoint_id, message.account_id)
-                    if group in in_flight or len(in_flight) >= MAX_IN_FLIGHT:
-                        continue
-                    task = asyncio.create_task(self._attempt(client, message))
-                    in_flight[group] = task
-                    task.add_done_callback(_forget(in_flight, group))
-                await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
-            for task in list(in_flight.values()):
-                task.cancel()
+        self._endpoints: dict[str, Endpoint] = {}
+        self._recorder = AttemptRecorder(self.store.record_attempts)
+        self._client = open_client(CONCURRENCY, TIMEOUT_SECONDS, self.allow_insecure)
+        recording = asyncio.create_task(self._recorder.run())
+        try:
+            await self._follow_outbox()
+        finally:
+            for endpoint in self._endpoints.values():
+                for worker in endpoint.workers:
+                    worker.cancel()
+            recording.cancel()
+            await self._client.aclose()
 
-    async def _attempt(self, client: httpx.AsyncClient, message: DueMessage) -> None:
+    async def _follow_outbox(self) -> None:
+        first = await asyncio.to_thread(self.store.first_to_deliver)
+        cursor: Key = (first - 1, "", 0)
+        refreshed = 0.0
+        while not self._stop.is_set() and self.leadership.is_leader.is_set():
+            self._wake.clear()
+            if time.monotonic() - refreshed > ENDPOINTS_SECONDS:
+                await self._refresh()
+                refreshed = time.monotonic()
+            if self._endpoints and all(e.lanes.full for e in self._endpoints.values()):
+                await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
+                continue
+            rows = await asyncio.to_thread(self.store.pending_after, cursor, PAGE)
+            if any(row.endpoint_id not in self._endpoints for row in rows):
+                await self._refresh()
+                refreshed = time.monotonic()
+            for message in rows:
+                endpoint = self._endpoints.get(message.endpoint_id)
+                lane = endpoint.lanes.admit(message) if endpoint is not None else None
+                if endpoint is not None and lane is not None:
+                    endpoint.ready.put_nowait(lane)
+            if rows:
+                cursor = rows[-1].key
+            if len(rows) < PAGE:
+                await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
+
+    async def _refresh(self) -> None:
+        """Starts the workers of new endpoints, stops those of deleted ones."""
+        records = {r.id: r for r in await asyncio.to_thread(self.store.endpoints)}
+        for endpoint_id in set(self._endpoints) - set(records):
+            for worker in self._endpoints.pop(endpoint_id).workers:
+                worker.cancel()
+        for endpoint_id, record in records.items():
+            if endpoint_id in self._endpoints:
+                continue
+            try:
+                check_target(record.url, self.allow_insecure)
+                unsafe = None
+            except UnsafeUrl as refused:
+                unsafe = f"refused: {refused}"[:EXCERPT]
+            endpoint = Endpoint(record, Webhook(record.secret), unsafe, EndpointLanes(endpoint_id))
+            endpoint.workers = [
+                asyncio.create_task(self._work(endpoint)) for _ in range(CONCURRENCY)
+            ]
+            self._endpoints[endpoint_id] = endpoint
+
+    async def _work(self, endpoint: Endpoint) -> None:
+        while True:
+            lane = await endpoint.ready.get()
+            try:
+                await self._serve(endpoint, lane)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook lane %s failed; again in 1 s", lane.account_id)
+                asyncio.get_running_loop().call_later(1.0, endpoint.ready.put_nowait, lane)
+
+    async def _serve(self, endpoint: Endpoint, lane: Lane) -> None:
+        """Sends the lane's head (reading the lane back first if need be)."""
+        lanes, loop = endpoint.lanes, asyncio.get_running_loop()
+        if not lane.messages and lane.truncated:
+            lane.reloading = True
+            read = await asyncio.to_thread(
+                self.store.pending_of, endpoint.record.id, lane.account_id, lane.last, LANE_MESSAGES
+            )
+            held = len(lane.messages)
+            lane.reloaded(read, LANE_MESSAGES)
+            lanes.held += len(lane.messages) - held
+        if not lane.messages:
+            if lane.truncated:
+                endpoint.ready.put_nowait(lane)
+            else:
+                lane.scheduled = False
+                lanes.lanes.pop(lane.account_id, None)
+            return
+        head = lane.messages[0]
+        wait = head.next_attempt_at - self.clock()
+        if wait > 0:
+            loop.call_later(wait, endpoint.ready.put_nowait, lane)
+            return
+        attempt = await self._attempt(endpoint, head)
+        await self._recorder.record(attempt)
+        if attempt.status == "pending" and attempt.next_attempt_at is not None:
+            due = attempt.next_attempt_at
+            lanes.hold_back(lane, replace(head, attempts=head.attempts + 1, next_attempt_at=due))
+            loop.call_later(due - self.clock(), endpoint.ready.put_nowait, lane)
+            return
+        if lanes.done(lane):
+            endpoint.ready.put_nowait(lane)
+        for released in lanes.release():
+            endpoint.ready.put_nowait(released)
+        self._wake.set()  # room in memory: read on
+
+    async def _attempt(self, endpoint: Endpoint, message: PendingMessage) -> Attempt:
         started = time.monotonic()
         status: int | None = None
-        error: str | None = None
-        try:
-            await asyncio.to_thread(check_url, message.url, self.allow_insecure)
-            response = await client.post(
-                message.url, content=message.body, headers=self.headers(message)
-            )
-            status = response.status_code
-            if not 200 <= status < 300:
-                error = response.text[:EXCERPT]
-        except UnsafeUrl as unsafe:
-            error = f"refused: {unsafe}"[:EXCERPT]
-        except httpx.HTTPError as failure:
-            error = f"{type(failure).__name__}: {failure}"[:EXCERPT]
-        delivered = status is not None and 200 <= status < 300
+        error = endpoint.unsafe
+        if error is None:
+            try:
+                async with asyncio.timeout(TIMEOUT_SECONDS):
+                    status, excerpt = await self._post(endpoint, message)
+                error = None if 200 <= status < 300 else excerpt
+            except DELIVERY_ERRORS as failure:
+                error = f"{type(failure).__name__}: {failure}"[:EXCERPT]
         attempts = message.attempts + 1
-        if delivered:
+        if status is not None and 200 <= status < 300:
             outcome, next_at = "delivered", None
         elif attempts > len(self.retry_seconds):
             outcome, next_at = "failed", None
         else:
             outcome, next_at = "pending", self.clock() + self.retry_seconds[attempts - 1]
-        await asyncio.to_thread(
-            self.store.record_attempt, message.webhook_id, outcome, status, error, next_at
-        )
         if self.observe is not None:
-            result = "retry" if outcome == "pending" else outcome
-            self.observe(result, time.monotonic() - started)
-        if outcome != "pending":
-            self._wake.set()  # the next message of this endpoint and account may go
+            self.observe("retry" if outcome == "pending" else outcome, time.monotonic() - started)
+        return Attempt(message.key, outcome, status, error, next_at)
 
-    def headers(self, message: DueMessage) -> dict[str, str]:
+    async def _post(self, endpoint: Endpoint, message: PendingMessage) -> tuple[int, str]:
+        """The response's status and the start of its body (never more is read)."""
+        headers = self.headers(message, endpoint.signer)
+        request = self._client.build_request(
+            "POST", endpoint.record.url, content=message.body, headers=headers
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            head = b""
+            async for chunk in response.aiter_raw():
+                head += chunk
+                if len(head) >= EXCERPT:
+                    break
+            return response.status_code, head[:EXCERPT].decode("utf-8", "replace")
+        finally:
+            await response.aclose()
+
+    def headers(self, message: PendingMessage, signer: Webhook) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt (signed now)."""
         moment = datetime.fromtimestamp(int(self.clock()), tz=UTC)
-        signature = Webhook(message.secret).sign(
-            message.webhook_id, moment, message.body.decode("utf-8")
-        )
+        signature = signer.sign(message.webhook_id, moment, message.body.decode("utf-8"))
         return {
             "content-type": "application/json",
             "webhook-id": message.webhook_id,
@@ -151,14 +275,3 @@ class WebhookDispatcher:
             "webhook-signature": signature,
             "user-agent": "tokenledger-webhooks/1",
         }
-
-
-def _forget(
-    in_flight: dict[tuple[str, str], asyncio.Task[None]], group: tuple[str, str]
-) -> Callable[[asyncio.Task[None]], None]:
-    """A done callback removing ``group``'s task from ``in_flight``."""
-
-    def forget(_: asyncio.Task[None]) -> None:
-        in_flight.pop(group, None)
-
-    return forget

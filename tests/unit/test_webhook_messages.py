@@ -9,7 +9,7 @@ from typing import Any
 from projections.webhook_messages import Subscription, batch_messages, webhook_id
 from service.domain.account import Account
 from service.domain.events import LedgerEntry
-from service.domain.published import render_balance
+from service.domain.published import render_balance, render_entry
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 ALERTS = frozenset({"balance.low", "balance.depleted", "balance.recovered"})
@@ -47,7 +47,7 @@ def _run(subs: list[Subscription], path: list[int], batch_sizes: list[int]) -> l
     for size in batch_sizes:
         chunk = history[start : start + size]
         start += size
-        entries = [(entry, position) for entry, position, _ in chunk]
+        entries = [render_entry(entry, position) for entry, position, _ in chunk]
         balances = [balance for _, _, balance in chunk]
         messages, changed = batch_messages(subs, [(entries, balances)], states)
         states.update(changed)
@@ -66,7 +66,7 @@ def test_a_scripted_path_alerts_each_crossing_once_however_it_is_batched() -> No
 
 def test_entry_created_goes_with_every_entry_and_carries_the_writes_answer() -> None:
     history = _history([500, 200])
-    entries = [(entry, position) for entry, position, _ in history]
+    entries = [render_entry(entry, position) for entry, position, _ in history]
     balances = [balance for _, _, balance in history]
     subs = [Subscription("ep-1", frozenset({"entry.created"}), None)]
     messages, changed = batch_messages(subs, [(entries, balances)], {})
