@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     when they are used up the delivery is ``failed`` (default: about 27 hours)."""
     webhook_allow_insecure: bool = False
     """Accept ``http://`` and non-public webhook URLs (development and tests only)."""
+    webhook_niceness: int = Field(default=10, ge=0, le=19)
+    """Niceness added to the webhook dispatcher's threads (Linux; 0: none):
+    under a full CPU, deliveries yield to the write path and catch up after."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     max_streams: int = Field(default=20_000, ge=1)
     """Open SSE streams per process; beyond it a new stream is answered 503."""

@@ -181,6 +181,7 @@ def make_dispatcher(
         settings.webhook_allow_insecure,
         leadership,
         observe=webhook_metrics.observe,
+        niceness=settings.webhook_niceness,
     )
 
 

@@ -21,7 +21,9 @@ receiver may see a message again (same ``webhook-id``), never out of order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -84,12 +86,15 @@ class WebhookDispatcher:
         leadership: Leadership,
         clock: Callable[[], float] = time.time,
         observe: Callable[[str, float], None] | None = None,
+        niceness: int = 0,
     ) -> None:
         self.store, self.retry_seconds = store, list(retry_seconds)
         self.allow_insecure, self.leadership, self.clock = allow_insecure, leadership, clock
         self.observe = observe
         """Called with each attempt's result (``delivered``, ``retry``,
         ``failed``) and its duration in seconds (metrics)."""
+        self.niceness = niceness
+        """Added to the delivery thread's niceness (its worker threads inherit it)."""
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -109,6 +114,13 @@ class WebhookDispatcher:
         self._wake.set()
 
     def _run(self) -> None:
+        if self.niceness and hasattr(os, "setpriority"):
+            # Linux: a thread's own nice value, inherited by threads it starts.
+            thread = threading.get_native_id()
+            with contextlib.suppress(OSError):
+                os.setpriority(
+                    os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + self.niceness
+                )
         while not self._stop.is_set():
             if not self.leadership.is_leader.wait(0.5):
                 continue
