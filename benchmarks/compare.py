@@ -1043,6 +1043,12 @@ def parse_args() -> argparse.Namespace:
         help="subscribe a local sink to entry.created on the ledger; report the outbox"
         " depth when the load stops and how long it takes to drain",
     )
+    parser.add_argument(
+        "--webhook-sink-paused",
+        action="store_true",
+        help="with --webhook-sink: pause the sink (SIGSTOP) during the load, so the write path"
+        " pays for recording the outbox but not for deliveries; resume it for the drain",
+    )
     parser.add_argument("--ledger-workers", type=int, default=2)
     parser.add_argument("--baseline-workers", type=int, default=2)
     parser.add_argument("--ledger-port", type=int, default=8101)
@@ -1226,6 +1232,9 @@ def main() -> None:
             asyncio.run(fund(service, [*accounts, hot], FUNDING))
         run = Run(args, pg, services, ids, args.accounts, hot, results)
         sink = start_sink(run.ledger, stack) if args.webhook_sink else None
+        if sink is not None and args.webhook_sink_paused:
+            os.kill(sink.pid, signal.SIGSTOP)
+            stack.callback(os.kill, sink.pid, signal.SIGCONT)
         try:
             for name in SCENARIOS:
                 if name not in args.only:
@@ -1239,6 +1248,8 @@ def main() -> None:
                     traceback.print_exc()
                 results[name]["wall_seconds"] = round(time.monotonic() - started, 1)
             if sink is not None:
+                if args.webhook_sink_paused:
+                    os.kill(sink.pid, signal.SIGCONT)
                 results["webhooks"] = measure_drain(run.ledger, sink)
         finally:
             report["scenarios"] = results

@@ -1,0 +1,119 @@
+"""The webhook outbox on both databases: the projection writes messages, the
+dispatcher's store reads them in key order, per account, and records
+attempts in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from projections.balances import tracking_at
+from projections.batch import plan_batch
+from projections.outbox import Outbox
+from service.adapters.migrate import migrate
+from service.adapters.webhook_store import Attempt, EndpointRecord, WebhookStore, open_webhook_store
+from service.application.projector import open_balance_view
+from service.config import Settings
+from service.domain.account import Account
+from service.domain.events import LedgerEntry
+from tests.helpers.servers import fresh_postgres_database
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
+    """A migrated database of each kind."""
+    if request.param == "sqlite":
+        settings = Settings(database_url=f"sqlite:///{tmp_path}/l.db")
+        migrate(settings)
+        yield settings
+        return
+    with fresh_postgres_database("ledger_outbox") as url:
+        settings = Settings(database_url=url, database_pool_size=2)
+        migrate(settings)
+        yield settings
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[WebhookStore]:
+    store = open_webhook_store(settings)
+    yield store
+    store.close()
+
+
+def project(settings: Settings, accounts: list[Account], start: int) -> int:
+    """Projects the accounts' new entries, with the outbox, from ``start``;
+    returns the last position."""
+    view = open_balance_view(settings)
+    view.outbox = Outbox(view.dialect)
+    entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
+    batch = [(e, p) for p, e in enumerate(entries, start=start + 1)]
+    assert view.apply_batch(plan_batch(batch), tracking_at(start + len(batch)), start) is not None
+    return start + len(batch)
+
+
+def endpoint(endpoint_id: str) -> EndpointRecord:
+    return EndpointRecord(
+        endpoint_id, "https://example.com/hook", ("entry.created",), None, None, "whsec_x", "t"
+    )
+
+
+def test_new_messages_are_read_in_key_order_and_per_account(
+    settings: Settings, store: WebhookStore
+) -> None:
+    store.add(endpoint("ep-a"))
+    store.add(endpoint("ep-b"))
+    assert store.first_to_deliver() == 1  # nothing yet: after every message
+    first, second = Account(account_id="user-1"), Account(account_id="user-2")
+    first.purchase(100, expires_at=None, now=NOW)
+    second.purchase(50, expires_at=None, now=NOW)
+    first.consume(10, now=NOW)
+    last = project(settings, [first, second], 0)
+    assert last == 3
+    read = store.pending_after((0, "", 0), 100)
+    assert [m.key for m in read] == [
+        (1, "ep-a", 0),
+        (1, "ep-b", 0),
+        (2, "ep-a", 0),
+        (2, "ep-b", 0),
+        (3, "ep-a", 0),
+        (3, "ep-b", 0),
+    ]
+    assert [m.account_id for m in read[:4:2]] == ["user-1", "user-1"]
+    assert [m.key for m in store.pending_after((2, "ep-a", 0), 2)] == [(2, "ep-b", 0), (3, "ep-a", 0)]
+    of_user_1 = store.pending_of("ep-a", "user-1", (-1, "", -1), 10)
+    assert [m.key[0] for m in of_user_1] == [1, 2]
+    assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (1, "ep-a", 0), 10)] == [2]
+    assert store.first_to_deliver() == 1
+
+
+def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
+    settings: Settings, store: WebhookStore
+) -> None:
+    store.add(endpoint("ep-a"))
+    account = Account(account_id="user-1")
+    account.purchase(100, expires_at=None, now=NOW)
+    account.consume(1, now=NOW)
+    project(settings, [account], 0)
+    store.record_attempts(
+        [
+            Attempt((1, "ep-a", 0), "delivered", 204, None, None),
+            Attempt((2, "ep-a", 0), "pending", 500, "oops", 1234.5),
+        ]
+    )
+    (again,) = store.pending_after((0, "", 0), 10)
+    assert (again.key, again.attempts, again.next_attempt_at) == ((2, "ep-a", 0), 1, 1234.5)
+    assert store.first_to_deliver() == 2
+    rows = store.deliveries("ep-a", 10)
+    assert [(r["status"], r["last_response_status"]) for r in rows] == [
+        ("pending", 500),
+        ("delivered", 204),
+    ]
+    store.record_attempts([Attempt((2, "ep-a", 0), "failed", 500, "oops", None)])
+    assert store.pending_after((0, "", 0), 10) == []
+    assert store.first_to_deliver() == 3  # after every message
+    assert store.counts() == {"delivered": (1, 1), "failed": (1, 2)}
