@@ -84,7 +84,8 @@ def test_new_messages_are_read_in_key_order_and_per_account(
         (3, "ep-b", 0),
     ]
     assert [m.account_id for m in read[:4:2]] == ["user-1", "user-1"]
-    assert [m.key for m in store.pending_after((2, "ep-a", 0), 2)] == [(2, "ep-b", 0), (3, "ep-a", 0)]
+    after = store.pending_after((2, "ep-a", 0), 2)
+    assert [m.key for m in after] == [(2, "ep-b", 0), (3, "ep-a", 0)]
     of_user_1 = store.pending_of("ep-a", "user-1", (-1, "", -1), 10)
     assert [m.key[0] for m in of_user_1] == [1, 2]
     assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (1, "ep-a", 0), 10)] == [2]
