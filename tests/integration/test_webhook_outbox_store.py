@@ -13,6 +13,7 @@ import pytest
 from projections.balances import tracking_at
 from projections.batch import plan_batch
 from projections.outbox import Outbox
+from projections.views import BalanceTable
 from service.adapters.migrate import migrate
 from service.adapters.webhook_store import Attempt, EndpointRecord, WebhookStore, open_webhook_store
 from service.application.projector import open_balance_view
@@ -49,6 +50,7 @@ def project(settings: Settings, accounts: list[Account], start: int) -> int:
     """Projects the accounts' new entries, with the outbox, from ``start``;
     returns the last position."""
     view = open_balance_view(settings)
+    assert isinstance(view, BalanceTable)
     view.outbox = Outbox(view.dialect)
     entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
     batch = [(e, p) for p, e in enumerate(entries, start=start + 1)]
