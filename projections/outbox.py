@@ -34,6 +34,18 @@ INSERT_MESSAGE = (
     " :ordinal, :webhook_id, :account_id, :type, :body, 'pending', 0, :now, :now)"
     " ON CONFLICT (position, endpoint_id, ordinal) DO NOTHING"
 )
+INSERT_MESSAGES_POSTGRES = (
+    # One statement for the whole batch: a row per element of the arrays.
+    "INSERT INTO {outbox} (position, endpoint_id, ordinal, webhook_id, account_id, type, body,"
+    " status, attempts, next_attempt_at, created_at)"
+    " SELECT m.position, m.endpoint_id, m.ordinal, m.webhook_id, m.account_id, m.type, m.body,"
+    " 'pending', 0, :now, :now FROM unnest(CAST(:position AS bigint[]),"
+    " CAST(:endpoint_id AS text[]), CAST(:ordinal AS integer[]), CAST(:webhook_id AS text[]),"
+    " CAST(:account_id AS text[]), CAST(:type AS text[]), CAST(:body AS bytea[]))"
+    " AS m(position, endpoint_id, ordinal, webhook_id, account_id, type, body)"
+    " ON CONFLICT (position, endpoint_id, ordinal) DO NOTHING"
+)
+COLUMNS = ("position", "endpoint_id", "ordinal", "webhook_id", "account_id", "type", "body")
 UPSERT_STATE = (
     "INSERT INTO {states} (endpoint_id, account_id, state)"
     " VALUES (:endpoint_id, :account_id, :state)"
@@ -52,6 +64,7 @@ class Outbox:
 
         self._subscriptions, self._states = q(SELECT_SUBSCRIPTIONS), q(SELECT_STATES)
         self._insert, self._upsert_state = q(INSERT_MESSAGE), q(UPSERT_STATE)
+        self._insert_all = q(INSERT_MESSAGES_POSTGRES) if dialect.name == "postgres" else None
 
     def record(self, curs: Any, plan: BatchPlan, balances: Sequence[list[dict[str, Any]]]) -> int:
         """Inserts the messages of ``plan`` given each changed account's
@@ -73,22 +86,16 @@ class Outbox:
                 prior[(row["endpoint_id"], row["account_id"])] = row["state"]
         messages, changed = batch_messages(subscriptions, accounts, prior)
         now = time.time()
-        if messages:
+        if messages and self._insert_all is not None:
+            columns: dict[str, Any] = {name: [] for name in COLUMNS}
+            for m in messages:
+                for name in COLUMNS:
+                    columns[name].append(getattr(m, name))
+            curs.execute(self._insert_all, {**columns, "now": now})
+        elif messages:
             curs.executemany(
                 self._insert,
-                [
-                    {
-                        "webhook_id": m.webhook_id,
-                        "endpoint_id": m.endpoint_id,
-                        "account_id": m.account_id,
-                        "type": m.type,
-                        "position": m.position,
-                        "ordinal": m.ordinal,
-                        "body": m.body,
-                        "now": now,
-                    }
-                    for m in messages
-                ],
+                [{**{name: getattr(m, name) for name in COLUMNS}, "now": now} for m in messages],
             )
         if changed:
             curs.executemany(
