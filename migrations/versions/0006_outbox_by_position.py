@@ -3,9 +3,10 @@ endpoint_id, ordinal)``.
 
 The projection appends messages in position order, so this primary key grows
 at its right edge (the random ``webhook_id`` key it replaces scattered every
-insert over the index), and the dispatcher reads new messages by it. Pending
-messages get a partial index, per endpoint and account, which stays as small
-as the backlog. ``webhook_id`` is derived from the key (UUID 5) and is kept as
+insert over the index). The dispatcher follows each endpoint's messages in
+order by ``(endpoint_id, position, ordinal)``, which also lists an endpoint's
+deliveries, newest first; pending messages get a partial index per endpoint
+and account, as small as the backlog, for a lane reading its own back. ``webhook_id`` is derived from the key (UUID 5) and is kept as
 a column. Rows are copied, so no pending message is lost.
 
 Revision ID: 0006
@@ -78,7 +79,7 @@ def upgrade(schema: str | None = None) -> None:
                 ["endpoint_id", "account_id", "position", "ordinal"],
                 True,
             ),
-            "ledger_webhook_outbox_endpoint": (["endpoint_id", "position"], False),
+            "ledger_webhook_outbox_endpoint": (["endpoint_id", "position", "ordinal"], False),
         },
     )
 

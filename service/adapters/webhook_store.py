@@ -44,9 +44,9 @@ _MESSAGE = (
     " next_attempt_at FROM {outbox} WHERE status = 'pending'"
 )
 SELECT_PENDING_AFTER = (
-    # Primary key order: the order the projection appends in.
-    _MESSAGE + " AND (position, endpoint_id, ordinal) > (:position, :endpoint_id, :ordinal)"
-    " ORDER BY position, endpoint_id, ordinal LIMIT :limit"
+    # Index ledger_webhook_outbox_endpoint: the order the projection appends in.
+    _MESSAGE + " AND endpoint_id = :endpoint_id AND (position, ordinal) > (:position, :ordinal)"
+    " ORDER BY position, ordinal LIMIT :limit"
 )
 SELECT_PENDING_OF = (
     # Index ledger_webhook_outbox_pending (partial: pending rows only).
@@ -54,10 +54,21 @@ SELECT_PENDING_OF = (
     " AND (position, ordinal) > (:position, :ordinal) ORDER BY position, ordinal LIMIT :limit"
 )
 SELECT_FIRST_PENDING = (
-    # Each (endpoint, account)'s first pending row, from the partial index.
+    # Each account's first pending row, from the partial index.
     "SELECT (SELECT min(head) FROM (SELECT min(position) AS head FROM {outbox}"
-    " WHERE status = 'pending' GROUP BY endpoint_id, account_id) heads) AS first,"
-    " (SELECT max(position) FROM {outbox}) AS last"
+    " WHERE status = 'pending' AND endpoint_id = :endpoint_id GROUP BY account_id) heads)"
+    " AS first, (SELECT max(position) FROM {outbox} WHERE endpoint_id = :endpoint_id) AS last"
+)
+RECORD_ATTEMPTS_POSTGRES = (
+    # One statement for a whole group commit: a row per element of the arrays.
+    "UPDATE {outbox} o SET status = a.status, attempts = o.attempts + 1,"
+    " last_response_status = a.response_status, last_error = a.error,"
+    " next_attempt_at = a.next_attempt_at FROM unnest(CAST(:position AS bigint[]),"
+    " CAST(:endpoint_id AS text[]), CAST(:ordinal AS integer[]), CAST(:status AS text[]),"
+    " CAST(:response_status AS integer[]), CAST(:error AS text[]),"
+    " CAST(:next_attempt_at AS double precision[]))"
+    " AS a(position, endpoint_id, ordinal, status, response_status, error, next_attempt_at)"
+    " WHERE o.position = a.position AND o.endpoint_id = a.endpoint_id AND o.ordinal = a.ordinal"
 )
 RECORD_ATTEMPT = (
     "UPDATE {outbox} SET status = :status, attempts = attempts + 1,"
@@ -118,6 +129,21 @@ class Attempt:
     next_attempt_at: float | None
 
 
+ATTEMPT_COLUMNS = (
+    "position",
+    "endpoint_id",
+    "ordinal",
+    "status",
+    "response_status",
+    "error",
+    "next_attempt_at",
+)
+
+
+def _attempt_row(a: Attempt) -> tuple[Any, ...]:
+    return (*a.key, a.status, a.response_status, a.error, a.next_attempt_at)
+
+
 def _pending(row: Any) -> PendingMessage:
     return PendingMessage(
         (int(row["position"]), row["endpoint_id"], int(row["ordinal"])),
@@ -160,6 +186,8 @@ class WebhookStore:
         self._deliveries, self._first = q(SELECT_DELIVERIES), q(SELECT_FIRST_PENDING)
         self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
         self._attempt, self._counts = q(RECORD_ATTEMPT), q(COUNT_BY_STATUS)
+        postgres = db.dialect.name == "postgres"
+        self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
 
     def add(self, endpoint: EndpointRecord) -> None:
         """Stores a new endpoint."""
@@ -198,15 +226,16 @@ class WebhookStore:
         rows, _ = self._db.execute(self._deliveries, {"id": endpoint_id, "limit": limit})
         return [dict(row) for row in rows]
 
-    def first_to_deliver(self) -> int:
-        """The lowest position of a pending message; when none is, a position
-        after every message so far."""
-        rows, _ = self._db.execute(self._first, {})
+    def first_to_deliver(self, endpoint_id: str) -> int:
+        """The lowest position of the endpoint's pending messages; when none
+        is, a position after all its messages so far."""
+        rows, _ = self._db.execute(self._first, {"endpoint_id": endpoint_id})
         first, last = rows[0]["first"], rows[0]["last"]
         return int(first) if first is not None else int(last or 0) + 1
 
     def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
-        """Up to ``limit`` pending messages after ``key``, in key order."""
+        """Up to ``limit`` pending messages of ``key``'s endpoint after
+        ``key``, in key order."""
         position, endpoint_id, ordinal = key
         rows, _ = self._db.execute(
             self._after,
@@ -233,20 +262,16 @@ class WebhookStore:
 
     def record_attempts(self, attempts: Sequence[Attempt]) -> None:
         """Records delivery attempts, all in one transaction."""
+        if self._attempts is not None:
+            columns: dict[str, list[Any]] = {name: [] for name in ATTEMPT_COLUMNS}
+            for a in attempts:
+                for name, value in zip(ATTEMPT_COLUMNS, _attempt_row(a), strict=True):
+                    columns[name].append(value)
+            self._db.execute_many(self._attempts, [columns])
+            return
         self._db.execute_many(
             self._attempt,
-            [
-                {
-                    "position": a.key[0],
-                    "endpoint_id": a.key[1],
-                    "ordinal": a.key[2],
-                    "status": a.status,
-                    "response_status": a.response_status,
-                    "error": a.error,
-                    "next_attempt_at": a.next_attempt_at,
-                }
-                for a in attempts
-            ],
+            [dict(zip(ATTEMPT_COLUMNS, _attempt_row(a), strict=True)) for a in attempts],
         )
 
     def counts(self) -> dict[str, tuple[int, int]]:

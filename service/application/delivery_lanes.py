@@ -6,10 +6,12 @@ them. A lane sends one message at a time (its head), so a receiver sees an
 account's messages in order; a head waiting for its retry holds its lane back
 and nothing else. Memory stays bounded: a lane keeps at most
 :data:`LANE_MESSAGES`, an endpoint at most :data:`ENDPOINT_MESSAGES`; a lane
-past either bound, or whose head waits for a retry, is *truncated* (it keeps
+past its bound, or whose head waits for a retry, is *truncated* (it keeps
 its head and forgets the rest, which stay pending in the outbox) and reads
 its own next messages back from the outbox when it has sent what it holds
-(:meth:`Lane.reloaded`). Pure data: no I/O, no clock.
+(:meth:`Lane.reloaded`). The reader stops taking messages while
+:attr:`EndpointLanes.full` and goes on from there once there is room.
+Pure data: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -64,11 +66,10 @@ class EndpointLanes:
     endpoint_id: str
     lanes: dict[str, Lane] = field(default_factory=dict)
     held: int = 0
-    deferred: deque[Lane] = field(default_factory=deque)
-    """Truncated lanes holding nothing, waiting for room to read back."""
 
     @property
     def full(self) -> bool:
+        """Whether the lanes hold all they may: read no more for now."""
         return self.held >= ENDPOINT_MESSAGES
 
     def admit(self, message: PendingMessage) -> Lane | None:
@@ -82,10 +83,8 @@ class EndpointLanes:
         if lane.truncated or lane.reloading:
             lane.missed = lane.missed or lane.reloading
             return None
-        if len(lane.messages) >= LANE_MESSAGES or self.full:
+        if len(lane.messages) >= LANE_MESSAGES:
             lane.truncated = True
-            if not lane.messages and not lane.scheduled:
-                self.deferred.append(lane)
             return None
         lane.take(message)
         self.held += 1
@@ -115,13 +114,3 @@ class EndpointLanes:
         lane.messages.clear()
         lane.messages.append(head)
         self.held -= max(dropped, 0)
-
-    def release(self) -> list[Lane]:
-        """Deferred lanes to schedule now there is room (they read back)."""
-        ready: list[Lane] = []
-        while self.deferred and self.held + LANE_MESSAGES * len(ready) < ENDPOINT_MESSAGES:
-            lane = self.deferred.popleft()
-            if not lane.scheduled and lane.account_id in self.lanes:
-                lane.scheduled = True
-                ready.append(lane)
-        return ready

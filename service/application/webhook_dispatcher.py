@@ -1,7 +1,7 @@
 """Delivers the webhook outbox (Standard Webhooks), in the leader process only.
 
-A reader follows the outbox in key order (the order the projection appends
-in) and hands each message to its endpoint's lanes
+Each endpoint has a reader following its outbox rows in order (the order the
+projection appends in), which hands each message to the endpoint's lanes
 (``service.application.delivery_lanes``: one lane per account, one message
 in flight per lane, so a receiver sees an account's messages in position
 order). Each endpoint has :data:`CONCURRENCY` workers of its own, so a slow
@@ -43,14 +43,19 @@ from service.adapters.webhook_store import (
     WebhookStore,
 )
 from service.application.attempt_recorder import AttemptRecorder
-from service.application.delivery_lanes import LANE_MESSAGES, EndpointLanes, Lane
+from service.application.delivery_lanes import (
+    ENDPOINT_MESSAGES,
+    LANE_MESSAGES,
+    EndpointLanes,
+    Lane,
+)
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
 """A receiver must answer within this, connection included (contract v1.1)."""
 POLL_SECONDS = 0.1
-"""Longest wait for new outbox rows when nothing woke the dispatcher."""
+"""Longest wait for an endpoint's new outbox rows when nothing woke its reader."""
 ENDPOINTS_SECONDS = 1.0
 """How often the endpoint list is read again (deletions take effect)."""
 PAGE = 1_000
@@ -72,7 +77,16 @@ class Endpoint:
     """Why its URL is refused without resolving it (form, literal address)."""
     lanes: EndpointLanes
     ready: asyncio.Queue[Lane] = field(default_factory=asyncio.Queue)
-    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when there may be more to read: new messages, or room for them."""
+    paused: bool = False
+    """Its reader waits for room (its lanes hold all they may)."""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Its reader and workers."""
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
 
 
 class WebhookDispatcher:
@@ -136,46 +150,24 @@ class WebhookDispatcher:
         self._client = open_client(CONCURRENCY, TIMEOUT_SECONDS, self.allow_insecure)
         recording = asyncio.create_task(self._recorder.run())
         try:
-            await self._follow_outbox()
+            while not self._stop.is_set() and self.leadership.is_leader.is_set():
+                await self._refresh()
+                if await asyncio.to_thread(self._wake.wait, ENDPOINTS_SECONDS):
+                    self._wake.clear()
+                    for endpoint in self._endpoints.values():
+                        endpoint.news.set()
         finally:
             for endpoint in self._endpoints.values():
-                for worker in endpoint.workers:
-                    worker.cancel()
+                endpoint.stop()
             recording.cancel()
             await self._client.aclose()
 
-    async def _follow_outbox(self) -> None:
-        first = await asyncio.to_thread(self.store.first_to_deliver)
-        cursor: Key = (first - 1, "", 0)
-        refreshed = 0.0
-        while not self._stop.is_set() and self.leadership.is_leader.is_set():
-            self._wake.clear()
-            if time.monotonic() - refreshed > ENDPOINTS_SECONDS:
-                await self._refresh()
-                refreshed = time.monotonic()
-            if self._endpoints and all(e.lanes.full for e in self._endpoints.values()):
-                await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
-                continue
-            rows = await asyncio.to_thread(self.store.pending_after, cursor, PAGE)
-            if any(row.endpoint_id not in self._endpoints for row in rows):
-                await self._refresh()
-                refreshed = time.monotonic()
-            for message in rows:
-                endpoint = self._endpoints.get(message.endpoint_id)
-                lane = endpoint.lanes.admit(message) if endpoint is not None else None
-                if endpoint is not None and lane is not None:
-                    endpoint.ready.put_nowait(lane)
-            if rows:
-                cursor = rows[-1].key
-            if len(rows) < PAGE:
-                await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
-
     async def _refresh(self) -> None:
-        """Starts the workers of new endpoints, stops those of deleted ones."""
+        """Starts the reader and workers of new endpoints, stops those of
+        deleted ones."""
         records = {r.id: r for r in await asyncio.to_thread(self.store.endpoints)}
         for endpoint_id in set(self._endpoints) - set(records):
-            for worker in self._endpoints.pop(endpoint_id).workers:
-                worker.cancel()
+            self._endpoints.pop(endpoint_id).stop()
         for endpoint_id, record in records.items():
             if endpoint_id in self._endpoints:
                 continue
@@ -185,10 +177,33 @@ class WebhookDispatcher:
             except UnsafeUrl as refused:
                 unsafe = f"refused: {refused}"[:EXCERPT]
             endpoint = Endpoint(record, Webhook(record.secret), unsafe, EndpointLanes(endpoint_id))
-            endpoint.workers = [
+            endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
                 asyncio.create_task(self._work(endpoint)) for _ in range(CONCURRENCY)
             ]
             self._endpoints[endpoint_id] = endpoint
+
+    async def _follow(self, endpoint: Endpoint) -> None:
+        """Reads the endpoint's messages in order into its lanes, pausing
+        while they hold all they may."""
+        endpoint_id = endpoint.record.id
+        first = await asyncio.to_thread(self.store.first_to_deliver, endpoint_id)
+        cursor: Key = (first - 1, endpoint_id, 0)
+        while True:
+            endpoint.news.clear()
+            endpoint.paused = endpoint.lanes.full
+            if not endpoint.paused:
+                rows = await asyncio.to_thread(self.store.pending_after, cursor, PAGE)
+                for message in rows:
+                    if endpoint.lanes.full:
+                        break  # read on from here once there is room
+                    lane = endpoint.lanes.admit(message)
+                    if lane is not None:
+                        endpoint.ready.put_nowait(lane)
+                    cursor = message.key
+                if len(rows) == PAGE:
+                    continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(endpoint.news.wait(), POLL_SECONDS)
 
     async def _work(self, endpoint: Endpoint) -> None:
         while True:
@@ -233,9 +248,9 @@ class WebhookDispatcher:
             return
         if lanes.done(lane):
             endpoint.ready.put_nowait(lane)
-        for released in lanes.release():
-            endpoint.ready.put_nowait(released)
-        self._wake.set()  # room in memory: read on
+        if endpoint.paused and lanes.held <= ENDPOINT_MESSAGES - PAGE:
+            endpoint.paused = False
+            endpoint.news.set()  # room for a page: read on
 
     async def _attempt(self, endpoint: Endpoint, message: PendingMessage) -> Attempt:
         started = time.monotonic()

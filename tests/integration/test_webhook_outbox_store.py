@@ -69,29 +69,22 @@ def test_new_messages_are_read_in_key_order_and_per_account(
 ) -> None:
     store.add(endpoint("ep-a"))
     store.add(endpoint("ep-b"))
-    assert store.first_to_deliver() == 1  # nothing yet: after every message
+    assert store.first_to_deliver("ep-a") == 1  # nothing yet: after every message
     first, second = Account(account_id="user-1"), Account(account_id="user-2")
     first.purchase(100, expires_at=None, now=NOW)
     second.purchase(50, expires_at=None, now=NOW)
     first.consume(10, now=NOW)
     last = project(settings, [first, second], 0)
     assert last == 3
-    read = store.pending_after((0, "", 0), 100)
-    assert [m.key for m in read] == [
-        (1, "ep-a", 0),
-        (1, "ep-b", 0),
-        (2, "ep-a", 0),
-        (2, "ep-b", 0),
-        (3, "ep-a", 0),
-        (3, "ep-b", 0),
-    ]
-    assert [m.account_id for m in read[:4:2]] == ["user-1", "user-1"]
-    after = store.pending_after((2, "ep-a", 0), 2)
-    assert [m.key for m in after] == [(2, "ep-b", 0), (3, "ep-a", 0)]
+    read = store.pending_after((0, "ep-a", 0), 100)
+    assert [m.key for m in read] == [(1, "ep-a", 0), (2, "ep-a", 0), (3, "ep-a", 0)]
+    assert [m.account_id for m in read] == ["user-1", "user-1", "user-2"]
+    after = store.pending_after((1, "ep-b", 0), 1)
+    assert [m.key for m in after] == [(2, "ep-b", 0)]
     of_user_1 = store.pending_of("ep-a", "user-1", (-1, "", -1), 10)
     assert [m.key[0] for m in of_user_1] == [1, 2]
     assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (1, "ep-a", 0), 10)] == [2]
-    assert store.first_to_deliver() == 1
+    assert store.first_to_deliver("ep-b") == 1
 
 
 def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
@@ -108,15 +101,15 @@ def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
             Attempt((2, "ep-a", 0), "pending", 500, "oops", 1234.5),
         ]
     )
-    (again,) = store.pending_after((0, "", 0), 10)
+    (again,) = store.pending_after((0, "ep-a", 0), 10)
     assert (again.key, again.attempts, again.next_attempt_at) == ((2, "ep-a", 0), 1, 1234.5)
-    assert store.first_to_deliver() == 2
+    assert store.first_to_deliver("ep-a") == 2
     rows = store.deliveries("ep-a", 10)
     assert [(r["status"], r["last_response_status"]) for r in rows] == [
         ("pending", 500),
         ("delivered", 204),
     ]
     store.record_attempts([Attempt((2, "ep-a", 0), "failed", 500, "oops", None)])
-    assert store.pending_after((0, "", 0), 10) == []
-    assert store.first_to_deliver() == 3  # after every message
+    assert store.pending_after((0, "ep-a", 0), 10) == []
+    assert store.first_to_deliver("ep-a") == 3  # after every message
     assert store.counts() == {"delivered": (1, 1), "failed": (1, 2)}
