@@ -72,7 +72,7 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
     if "content-length" in headers:
         return await reader.readexactly(int(headers["content-length"]))
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await reader.readline()).split(b";")[0], 16)
             if size == 0:

@@ -880,7 +880,7 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("sse_latency", "refused_402", "402 answers", "==", 0),
         ("sse_latency", "client_cpu_pct_of_core.readers", "client CPU % (readers)", None, None),
     ]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for scenario, key, label, kind, bound in spec:
         if scenario not in results:
             continue

@@ -57,7 +57,9 @@ def build_history(ledger: Ledger, account_id: str, entries: int) -> None:
 def consume_once(ledger: Ledger, account_id: str) -> float:
     """Seconds taken by one consumption through the application."""
     started = time.perf_counter()
-    commands.consume(ledger, account_id, 1, actor="bench", idem=None, operation="bench")
+    ledger.execute_write(
+        commands.consume(account_id, 1, actor="bench", idem=None, operation="bench")
+    )
     return time.perf_counter() - started
 
 

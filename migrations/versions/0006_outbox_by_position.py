@@ -6,8 +6,9 @@ at its right edge (the random ``webhook_id`` key it replaces scattered every
 insert over the index). The dispatcher follows each endpoint's messages in
 order by ``(endpoint_id, position, ordinal)``, which also lists an endpoint's
 deliveries, newest first; pending messages get a partial index per endpoint
-and account, as small as the backlog, for a lane reading its own back. ``webhook_id`` is derived from the key (UUID 5) and is kept as
-a column. Rows are copied, so no pending message is lost.
+and account, as small as the backlog, for a lane reading its own back.
+``webhook_id`` is derived from the key (UUID 5) and is kept as a column. Rows
+are copied, so no pending message is lost.
 
 Revision ID: 0006
 Revises: 0005
