@@ -51,7 +51,9 @@ SELECT_PENDING_AFTER = (
 SELECT_PENDING_OF = (
     # Index ledger_webhook_outbox_pending (partial: pending rows only).
     _MESSAGE + " AND endpoint_id = :endpoint_id AND account_id = :account_id"
-    " AND (position, ordinal) > (:position, :ordinal) ORDER BY position, ordinal LIMIT :limit"
+    " AND (position, ordinal) > (:position, :ordinal)"
+    " AND (position, ordinal) <= (:upto_position, :upto_ordinal)"
+    " ORDER BY position, ordinal LIMIT :limit"
 )
 SELECT_FIRST_PENDING = (
     # Each account's first pending row, from the partial index.
@@ -244,10 +246,10 @@ class WebhookStore:
         return [_pending(row) for row in rows]
 
     def pending_of(
-        self, endpoint_id: str, account_id: str, after: Key, limit: int
+        self, endpoint_id: str, account_id: str, after: Key, upto: Key, limit: int
     ) -> list[PendingMessage]:
         """Up to ``limit`` pending messages of one endpoint and account after
-        ``after``, in position order."""
+        ``after`` and up to ``upto`` (included), in position order."""
         rows, _ = self._db.execute(
             self._of,
             {
@@ -255,6 +257,8 @@ class WebhookStore:
                 "account_id": account_id,
                 "position": after[0],
                 "ordinal": after[2],
+                "upto_position": upto[0],
+                "upto_ordinal": upto[2],
                 "limit": limit,
             },
         )

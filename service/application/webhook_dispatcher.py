@@ -81,6 +81,8 @@ class Endpoint:
     """Set when there may be more to read: new messages, or room for them."""
     paused: bool = False
     """Its reader waits for room (its lanes hold all they may)."""
+    cursor: Key = (-1, "", -1)
+    """The last row its reader took; rows after it are the reader's to read."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     """Its reader and workers."""
 
@@ -187,19 +189,19 @@ class WebhookDispatcher:
         while they hold all they may."""
         endpoint_id = endpoint.record.id
         first = await asyncio.to_thread(self.store.first_to_deliver, endpoint_id)
-        cursor: Key = (first - 1, endpoint_id, 0)
+        endpoint.cursor = (first - 1, endpoint_id, 0)
         while True:
             endpoint.news.clear()
             endpoint.paused = endpoint.lanes.full
             if not endpoint.paused:
-                rows = await asyncio.to_thread(self.store.pending_after, cursor, PAGE)
+                rows = await asyncio.to_thread(self.store.pending_after, endpoint.cursor, PAGE)
                 for message in rows:
                     if endpoint.lanes.full:
                         break  # read on from here once there is room
                     lane = endpoint.lanes.admit(message)
                     if lane is not None:
                         endpoint.ready.put_nowait(lane)
-                    cursor = message.key
+                    endpoint.cursor = message.key
                 if len(rows) == PAGE:
                     continue
             with contextlib.suppress(TimeoutError):
@@ -221,8 +223,15 @@ class WebhookDispatcher:
         lanes, loop = endpoint.lanes, asyncio.get_running_loop()
         if not lane.messages and lane.truncated:
             lane.reloading = True
+            # Only what the reader has passed: it never reads that again, so
+            # no message is taken twice, even by a lane created anew.
             read = await asyncio.to_thread(
-                self.store.pending_of, endpoint.record.id, lane.account_id, lane.last, LANE_MESSAGES
+                self.store.pending_of,
+                endpoint.record.id,
+                lane.account_id,
+                lane.last,
+                endpoint.cursor,
+                LANE_MESSAGES,
             )
             held = len(lane.messages)
             lane.reloaded(read, LANE_MESSAGES)

@@ -81,9 +81,13 @@ def test_new_messages_are_read_in_key_order_and_per_account(
     assert [m.account_id for m in read] == ["user-1", "user-1", "user-2"]
     after = store.pending_after((1, "ep-b", 0), 1)
     assert [m.key for m in after] == [(2, "ep-b", 0)]
-    of_user_1 = store.pending_of("ep-a", "user-1", (-1, "", -1), 10)
+    end = (3, "ep-a", 0)
+    of_user_1 = store.pending_of("ep-a", "user-1", (-1, "", -1), end, 10)
     assert [m.key[0] for m in of_user_1] == [1, 2]
-    assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (1, "ep-a", 0), 10)] == [2]
+    assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (1, "ep-a", 0), end, 10)] == [2]
+    assert [m.key[0] for m in store.pending_of("ep-a", "user-1", (-1, "", -1), (1, "", 0), 10)] == [
+        1
+    ]
     assert store.first_to_deliver("ep-b") == 1
 
 
