@@ -37,7 +37,7 @@ def _outbox_columns(key: str) -> list[sa.Column[object]]:
         sa.Column("position", sa.BigInteger(), primary_key="position" in keyed),
         sa.Column("endpoint_id", sa.Text(), primary_key="endpoint_id" in keyed),
         sa.Column("ordinal", sa.Integer(), primary_key="ordinal" in keyed),
-        sa.Column("webhook_id", sa.Text(), primary_key="webhook_id" in keyed),
+        sa.Column("webhook_id", sa.Text(), primary_key="webhook_id" in keyed, nullable=False),
         sa.Column("account_id", sa.Text(), nullable=False),
         sa.Column("type", sa.Text(), nullable=False),
         sa.Column("body", sa.LargeBinary(), nullable=False),
@@ -53,6 +53,8 @@ def _outbox_columns(key: str) -> list[sa.Column[object]]:
 def _replace(schema: str | None, key: str, indexes: dict[str, tuple[list[str], bool]]) -> None:
     """Copies the outbox into a new table keyed by ``key``, then swaps them."""
     prefix = f'"{schema}".' if schema else ""
+    if op.get_bind().dialect.name == "postgresql":  # a projector still running waits
+        op.execute(f"LOCK TABLE {prefix}{OUTBOX} IN EXCLUSIVE MODE")
     op.create_table(f"{OUTBOX}_new", *_outbox_columns(key), schema=schema)
     op.execute(
         f"INSERT INTO {prefix}{OUTBOX}_new ({COLUMNS}) SELECT {COLUMNS} FROM {prefix}{OUTBOX}"

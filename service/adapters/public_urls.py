@@ -16,8 +16,12 @@ these rules, for development and tests.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
+
+NUMERIC_HOST = re.compile(r"(?:0x[0-9a-f]*|[0-9]+)(?:\.(?:0x[0-9a-f]*|[0-9]+)){0,3}\.?")
+"""A host that libraries may read as a legacy IPv4 form (``inet_aton``), not a name."""
 
 
 class UnsafeUrl(ValueError):
@@ -69,6 +73,8 @@ def check_target(url: str, allow_insecure: bool) -> tuple[str | None, int]:
     try:
         literal = ipaddress.ip_address(host)
     except ValueError:
+        if NUMERIC_HOST.fullmatch(host.lower()):  # 127.1, 2130706433, 0x7f.1: legacy IPv4 forms
+            raise UnsafeUrl("must name its host or give a dotted-quad address") from None
         return host, port or 443
     if not is_public(str(literal)):
         raise UnsafeUrl(f"resolves to {literal}, which is not a public address")
@@ -83,10 +89,23 @@ def _resolve(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+"""IPv6 global unicast (RFC 4291); anything else is refused."""
+EMBEDDING_V6 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+"""NAT64 prefixes (RFC 6052, RFC 8215): the IPv4 address in the last 32 bits is what is reached."""
+
+
 def is_public(text: str) -> bool:
-    """Whether the address ``text`` is global unicast (an IPv4-mapped IPv6
-    address is judged as its IPv4 address; a zone suffix is ignored)."""
+    """Whether the address ``text`` is global unicast. An IPv6 address that
+    carries an IPv4 one (mapped, NAT64, 6to4) is judged by that IPv4 address;
+    other IPv6 addresses must be in 2000::/3. A zone suffix is ignored."""
     address = ipaddress.ip_address(text.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in net for net in EMBEDDING_V6):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            address = embedded
+        elif address not in GLOBAL_UNICAST_V6:
+            return False
     return address.is_global and not address.is_multicast

@@ -49,20 +49,16 @@ class PublicResolver(AbstractResolver):
 
 def open_client(connections: int, timeout: float, allow_insecure: bool) -> httpx.AsyncClient:
     """An httpx client for deliveries: up to ``connections`` kept-alive
-    connections, ``timeout`` seconds per connect / read / write, redirects
+    connections per host, ``timeout`` seconds per connect / read / write, redirects
     not followed. Call it in the event loop that will use it."""
 
     def session() -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
-            limit=connections,
+            limit=0,  # no shared cap: a dead receiver's connections starve no other
+            limit_per_host=connections,
             resolver=None if allow_insecure else PublicResolver(),
         )
         return aiohttp.ClientSession(connector=connector)
 
     transport = AiohttpTransport(client=session)
     return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
-
-
-DELIVERY_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError, TimeoutError)
-"""What a failed delivery raises: httpx's errors, aiohttp's that the
-transport does not map, socket errors, and the attempt's own deadline."""

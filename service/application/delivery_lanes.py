@@ -108,9 +108,8 @@ class EndpointLanes:
         """The head waits for a retry (``head``: its new state): the lane
         keeps it alone and reads the rest back once it is through."""
         dropped = len(lane.messages) - 1
-        if dropped > 0:
-            lane.truncated = True
-            lane.last = lane.messages[0].key
+        lane.truncated = True  # takes nothing more while it waits
+        lane.last = head.key
         lane.messages.clear()
         lane.messages.append(head)
-        self.held -= max(dropped, 0)
+        self.held -= dropped

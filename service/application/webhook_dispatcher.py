@@ -34,7 +34,7 @@ from standardwebhooks import Webhook
 
 from service.adapters.leader import Leadership
 from service.adapters.public_urls import UnsafeUrl, check_target
-from service.adapters.webhook_http import DELIVERY_ERRORS, open_client
+from service.adapters.webhook_http import open_client
 from service.adapters.webhook_store import (
     Attempt,
     EndpointRecord,
@@ -188,24 +188,41 @@ class WebhookDispatcher:
         """Reads the endpoint's messages in order into its lanes, pausing
         while they hold all they may."""
         endpoint_id = endpoint.record.id
-        first = await asyncio.to_thread(self.store.first_to_deliver, endpoint_id)
-        endpoint.cursor = (first - 1, endpoint_id, 0)
+        while endpoint.cursor[0] < 0:
+            try:
+                first = await asyncio.to_thread(self.store.first_to_deliver, endpoint_id)
+            except Exception:
+                log.exception("webhook reader of %s failed; again in 1 s", endpoint_id)
+                await asyncio.sleep(1.0)
+                continue
+            endpoint.cursor = (first - 1, endpoint_id, 0)
         while True:
-            endpoint.news.clear()
-            endpoint.paused = endpoint.lanes.full
-            if not endpoint.paused:
-                rows = await asyncio.to_thread(self.store.pending_after, endpoint.cursor, PAGE)
-                for message in rows:
-                    if endpoint.lanes.full:
-                        break  # read on from here once there is room
-                    lane = endpoint.lanes.admit(message)
-                    if lane is not None:
-                        endpoint.ready.put_nowait(lane)
-                    endpoint.cursor = message.key
-                if len(rows) == PAGE:
-                    continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(endpoint.news.wait(), POLL_SECONDS)
+            try:
+                await self._read(endpoint)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("webhook reader of %s failed; again in 1 s", endpoint_id)
+                await asyncio.sleep(1.0)
+
+    async def _read(self, endpoint: Endpoint) -> None:
+        """Reads a page into the lanes, or waits for news when there is no
+        room or nothing new."""
+        endpoint.news.clear()
+        endpoint.paused = endpoint.lanes.full
+        if not endpoint.paused:
+            rows = await asyncio.to_thread(self.store.pending_after, endpoint.cursor, PAGE)
+            for message in rows:
+                if endpoint.lanes.full:
+                    break  # read on from here once there is room
+                lane = endpoint.lanes.admit(message)
+                if lane is not None:
+                    endpoint.ready.put_nowait(lane)
+                endpoint.cursor = message.key
+            if len(rows) == PAGE:
+                return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endpoint.news.wait(), POLL_SECONDS)
 
     async def _work(self, endpoint: Endpoint) -> None:
         while True:
@@ -222,6 +239,10 @@ class WebhookDispatcher:
         """Sends the lane's head (reading the lane back first if need be)."""
         lanes, loop = endpoint.lanes, asyncio.get_running_loop()
         if not lane.messages and lane.truncated:
+            room = min(LANE_MESSAGES, ENDPOINT_MESSAGES - lanes.held)
+            if room <= 0:  # the endpoint holds all it may: try again later
+                loop.call_later(POLL_SECONDS, endpoint.ready.put_nowait, lane)
+                return
             lane.reloading = True
             # Only what the reader has passed: it never reads that again, so
             # no message is taken twice, even by a lane created anew.
@@ -231,10 +252,10 @@ class WebhookDispatcher:
                 lane.account_id,
                 lane.last,
                 endpoint.cursor,
-                LANE_MESSAGES,
+                room,
             )
             held = len(lane.messages)
-            lane.reloaded(read, LANE_MESSAGES)
+            lane.reloaded(read, room)
             lanes.held += len(lane.messages) - held
         if not lane.messages:
             if lane.truncated:
@@ -245,7 +266,8 @@ class WebhookDispatcher:
             return
         head = lane.messages[0]
         wait = head.next_attempt_at - self.clock()
-        if wait > 0:
+        if wait > 0:  # a retry from before this process led
+            lanes.hold_back(lane, head)
             loop.call_later(wait, endpoint.ready.put_nowait, lane)
             return
         attempt = await self._attempt(endpoint, head)
@@ -270,7 +292,7 @@ class WebhookDispatcher:
                 async with asyncio.timeout(TIMEOUT_SECONDS):
                     status, excerpt = await self._post(endpoint, message)
                 error = None if 200 <= status < 300 else excerpt
-            except DELIVERY_ERRORS as failure:
+            except Exception as failure:  # any failure is the attempt's: recorded, retried
                 error = f"{type(failure).__name__}: {failure}"[:EXCERPT]
         attempts = message.attempts + 1
         if status is not None and 200 <= status < 300:

@@ -118,3 +118,14 @@ def test_attempts_handed_over_together_are_committed_in_one_write() -> None:
 def test_a_failed_write_fails_every_attempt_it_carried() -> None:
     written = asyncio.run(_record_together(fail=True))
     assert [len(batch) for batch in written] == [5]
+
+
+def test_a_lane_waiting_for_a_retry_takes_nothing_more_while_it_waits() -> None:
+    lanes = EndpointLanes("ep")
+    lane = lanes.admit(message(1))
+    assert lane is not None
+    lanes.hold_back(lane, message(1))
+    assert lanes.admit(message(2)) is None and lanes.held == 1
+    lanes.done(lane)
+    lane.reloaded([message(2)], limit=100)
+    assert [m.key[0] for m in lane.messages] == [2]
