@@ -62,7 +62,11 @@ class Outbox:
         def q(text: str) -> Query:
             return dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX, states=STATES)
 
-        self._subscriptions, self._states = q(SELECT_SUBSCRIPTIONS), q(SELECT_STATES)
+        # FOR SHARE: deleting an endpoint waits for this transaction, then drops
+        # the pending messages it wrote (SQLite's write lock does the same).
+        lock = " FOR SHARE" if dialect.name == "postgres" else ""
+        self._subscriptions = q(SELECT_SUBSCRIPTIONS + lock)
+        self._states = q(SELECT_STATES)
         self._insert, self._upsert_state = q(INSERT_MESSAGE), q(UPSERT_STATE)
         self._insert_all = q(INSERT_MESSAGES_POSTGRES) if dialect.name == "postgres" else None
 
