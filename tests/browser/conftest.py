@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver import Chrome
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -158,7 +159,16 @@ def digits(text: str) -> int | None:
 def wait_for(
     driver: WebDriver, condition: Callable[[WebDriver], Any], timeout: float = 10, message: str = ""
 ) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message)
+    """``condition``'s first truthy value, polled every 50 ms. An element the
+    live page replaced while ``condition`` read it counts as not yet: the
+    next poll finds the new one."""
+    wait = WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=0.05,
+        ignored_exceptions=[NoSuchElementException, StaleElementReferenceException],
+    )
+    return wait.until(condition, message)
 
 
 def requests_seen(driver: Chrome) -> list[dict[str, Any]]:
