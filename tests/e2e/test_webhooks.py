@@ -225,6 +225,29 @@ def test_a_failed_delivery_is_retried_with_the_same_webhook_id(app_factory: AppF
         assert delivery["next_attempt_at"] is None
 
 
+def _metric(client: TestClient, name: str) -> float:
+    """The value of the sample ``name`` (with its labels) in ``/metrics``."""
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_the_outbox_metrics_count_messages_and_attempts_by_result(
+    app_factory: AppFactory,
+) -> None:
+    with webhook_receiver() as receiver, app_factory() as client:
+        receiver.answers = [500]
+        endpoint = _endpoint(client, receiver.url, ["entry.created"])
+        _write(client, f"user-{uuid.uuid4().hex[:10]}", "purchases", 10)
+        _wait_for_status(client, endpoint["id"], "delivered", 1)
+        assert _metric(client, "ledger_webhook_outbox_depth") == 0
+        assert _metric(client, 'ledger_webhook_messages{status="delivered"}') == 1
+        assert _metric(client, 'ledger_webhook_messages{status="pending"}') == 0
+        assert _metric(client, 'ledger_webhook_attempts_recorded{result="success"}') == 1
+        assert _metric(client, 'ledger_webhook_attempts_recorded{result="error"}') == 1
+
+
 def test_a_message_retried_holds_back_the_next_until_it_has_failed(
     app_factory: AppFactory,
 ) -> None:
