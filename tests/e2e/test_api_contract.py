@@ -16,9 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service.api.app import create_app
-from service.config import Settings
-from tests.helpers.servers import fresh_postgres_database, fresh_redis_database
+from tests.helpers.apps import app_client
 
 pytestmark = pytest.mark.e2e
 
@@ -33,21 +31,9 @@ PROBLEM = "application/problem+json"
 def client(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TestClient]:
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("ledger") / "l.db"
-        settings = Settings(database_url=f"sqlite:///{path}", admin_api_key="test-admin-key")
-        with TestClient(create_app(settings)) as c:
-            yield c
-        return
-    with fresh_postgres_database() as url, fresh_redis_database() as redis_url:
-        settings = Settings(
-            database_url=url,
-            database_schema="ledger",
-            redis_url=redis_url,
-            admin_api_key="test-admin-key",
-        )
-        with TestClient(create_app(settings)) as c:
-            yield c
+    folder = tmp_path_factory.mktemp("ledger")
+    with app_client(request.param, folder, schema="ledger", admin_api_key="test-admin-key") as c:
+        yield c
 
 
 def new_account() -> str:

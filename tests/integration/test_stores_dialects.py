@@ -3,9 +3,7 @@ the ledger recorder's reads, each run on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from projections.balances import BalanceProjection, BalanceView, tracking_at
 from projections.batch import plan_batch
 from projections.views import BALANCE_VIEWS
 from service.adapters.keys import ApiKeyExists, open_key_store
-from service.adapters.migrate import migrate
 from service.application import commands
 from service.application.idempotency import IdempotencyRequest
 from service.application.ledger import Ledger
@@ -25,23 +22,8 @@ from service.domain.account import Account
 from service.domain.errors import NotFound
 from service.domain.events import LedgerEntry
 from service.domain.values import account_uuid
-from tests.helpers.servers import fresh_postgres_database
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """A migrated database of each kind (nothing else creates tables)."""
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite:///{tmp_path}/l.db")
-        migrate(settings)
-        yield settings
-        return
-    with fresh_postgres_database("ledger_stores") as url:
-        settings = Settings(database_url=url, database_pool_size=2)
-        migrate(settings)
-        yield settings
 
 
 def open_view(settings: Settings) -> BalanceView:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,6 @@ from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
 from service.adapters.leader import Leadership
-from service.adapters.migrate import migrate
 from service.adapters.webhook_store import EndpointRecord, open_webhook_store
 from service.application import delivery_lanes, webhook_dispatcher
 from service.application.projector import open_balance_view
@@ -25,22 +22,8 @@ from service.config import Settings
 from service.domain.account import Account
 from service.domain.events import LedgerEntry
 from tests.helpers.receiver import webhook_receiver
-from tests.helpers.servers import fresh_postgres_database
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite:///{tmp_path}/l.db")
-        migrate(settings)
-        yield settings
-        return
-    with fresh_postgres_database("ledger_dispatch") as url:
-        settings = Settings(database_url=url, database_pool_size=2)
-        migrate(settings)
-        yield settings
 
 
 def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(

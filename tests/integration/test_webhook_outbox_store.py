@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -14,29 +13,13 @@ from projections.balances import tracking_at
 from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
-from service.adapters.migrate import migrate
 from service.adapters.webhook_store import Attempt, EndpointRecord, WebhookStore, open_webhook_store
 from service.application.projector import open_balance_view
 from service.config import Settings
 from service.domain.account import Account
 from service.domain.events import LedgerEntry
-from tests.helpers.servers import fresh_postgres_database
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    """A migrated database of each kind."""
-    if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite:///{tmp_path}/l.db")
-        migrate(settings)
-        yield settings
-        return
-    with fresh_postgres_database("ledger_outbox") as url:
-        settings = Settings(database_url=url, database_pool_size=2)
-        migrate(settings)
-        yield settings
 
 
 @pytest.fixture
