@@ -17,7 +17,7 @@ from typing import Any
 
 from projections.batch import BatchPlan
 from projections.webhook_messages import StateKey, Subscription, batch_messages
-from service.adapters.dialect import Dialect, Query
+from service.adapters.dialect import Dialect, Query, as_arrays
 from service.domain.alerts import AlertState
 
 ENDPOINTS = "ledger_webhook_endpoints"
@@ -90,17 +90,11 @@ class Outbox:
                 prior[(row["endpoint_id"], row["account_id"])] = row["state"]
         messages, changed = batch_messages(subscriptions, accounts, prior)
         now = time.time()
-        if messages and self._insert_all is not None:
-            columns: dict[str, Any] = {name: [] for name in COLUMNS}
-            for m in messages:
-                for name in COLUMNS:
-                    columns[name].append(getattr(m, name))
-            curs.execute(self._insert_all, {**columns, "now": now})
-        elif messages:
-            curs.executemany(
-                self._insert,
-                [{**{name: getattr(m, name) for name in COLUMNS}, "now": now} for m in messages],
-            )
+        rows = [{name: getattr(m, name) for name in COLUMNS} for m in messages]
+        if rows and self._insert_all is not None:
+            curs.execute(self._insert_all, {**as_arrays(rows), "now": now})
+        elif rows:
+            curs.executemany(self._insert, [{**row, "now": now} for row in rows])
         if changed:
             curs.executemany(
                 self._upsert_state,

@@ -46,6 +46,17 @@ def to_pyformat(statement: str) -> str:
     return _PARAM.sub(r"%(\1)s", statement)
 
 
+def as_arrays(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """``rows`` (each with the same keys) as one parameter set of one list
+    per key: what a PostgreSQL ``unnest(CAST(:name AS type[]), …)`` statement
+    takes to write every row at once."""
+    arrays: dict[str, list[Any]] = {name: [] for name in rows[0]} if rows else {}
+    for row in rows:
+        for name, value in row.items():
+            arrays[name].append(value)
+    return arrays
+
+
 class Dialect(ABC):
     """How one database takes the statements written once (see the module)."""
 

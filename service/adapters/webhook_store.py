@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.adapters.connections import Connections, PostgresConnections, SQLiteConnection
-from service.adapters.dialect import Query
+from service.adapters.dialect import Query, as_arrays
 from service.config import Settings
 
 ENDPOINTS, OUTBOX = "ledger_webhook_endpoints", "ledger_webhook_outbox"
@@ -131,19 +131,18 @@ class Attempt:
     next_attempt_at: float | None
 
 
-ATTEMPT_COLUMNS = (
-    "position",
-    "endpoint_id",
-    "ordinal",
-    "status",
-    "response_status",
-    "error",
-    "next_attempt_at",
-)
-
-
-def _attempt_row(a: Attempt) -> tuple[Any, ...]:
-    return (*a.key, a.status, a.response_status, a.error, a.next_attempt_at)
+def _attempt_params(a: Attempt) -> dict[str, Any]:
+    """The parameters of ``RECORD_ATTEMPT`` for one attempt."""
+    position, endpoint_id, ordinal = a.key
+    return {
+        "position": position,
+        "endpoint_id": endpoint_id,
+        "ordinal": ordinal,
+        "status": a.status,
+        "response_status": a.response_status,
+        "error": a.error,
+        "next_attempt_at": a.next_attempt_at,
+    }
 
 
 def _pending(row: Any) -> PendingMessage:
@@ -266,17 +265,11 @@ class WebhookStore:
 
     def record_attempts(self, attempts: Sequence[Attempt]) -> None:
         """Records delivery attempts, all in one transaction."""
+        rows = [_attempt_params(a) for a in attempts]
         if self._attempts is not None:
-            columns: dict[str, list[Any]] = {name: [] for name in ATTEMPT_COLUMNS}
-            for a in attempts:
-                for name, value in zip(ATTEMPT_COLUMNS, _attempt_row(a), strict=True):
-                    columns[name].append(value)
-            self._db.execute_many(self._attempts, [columns])
-            return
-        self._db.execute_many(
-            self._attempt,
-            [dict(zip(ATTEMPT_COLUMNS, _attempt_row(a), strict=True)) for a in attempts],
-        )
+            self._db.execute_many(self._attempts, [as_arrays(rows)])
+        else:
+            self._db.execute_many(self._attempt, rows)
 
     def counts(self) -> dict[str, tuple[int, int]]:
         """``{status: (messages, attempts)}`` for ``pending``, ``delivered``

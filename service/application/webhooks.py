@@ -120,15 +120,7 @@ class WebhookEndpoints:
             created_at=rfc3339(datetime.now(tz=UTC)) or "",
         )
         await self.guard.call(self.store.add, record)
-        return {
-            "id": record.id,
-            "url": record.url,
-            "events": list(record.events),
-            "low_balance_threshold": record.threshold,
-            "description": record.description,
-            "created_at": record.created_at,
-            "secret": record.secret,
-        }
+        return {**_public(record), "secret": record.secret}
 
     async def list(self) -> WebhookEndpointsPublic:
         """Every endpoint, oldest first, without secrets."""
