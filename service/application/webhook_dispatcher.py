@@ -30,11 +30,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+import httpx
 from standardwebhooks import Webhook
 
 from service.adapters.leader import Leadership
 from service.adapters.public_urls import UnsafeUrl, check_target
-from service.adapters.webhook_http import open_client
+from service.adapters.webhook_http import WebhookPoster
 from service.adapters.webhook_store import (
     Attempt,
     EndpointRecord,
@@ -72,6 +73,8 @@ class Endpoint:
     of lanes ready to send, its workers."""
 
     record: EndpointRecord
+    url: httpx.URL
+    """Its URL, parsed once."""
     signer: Webhook
     unsafe: str | None
     """Why its URL is refused without resolving it (form, literal address)."""
@@ -149,7 +152,7 @@ class WebhookDispatcher:
     async def _deliver_while_leading(self) -> None:
         self._endpoints: dict[str, Endpoint] = {}
         self._recorder = AttemptRecorder(self.store.record_attempts)
-        self._client = open_client(CONCURRENCY, TIMEOUT_SECONDS, self.allow_insecure)
+        self._poster = WebhookPoster(CONCURRENCY, self.allow_insecure)
         recording = asyncio.create_task(self._recorder.run())
         try:
             while not self._stop.is_set() and self.leadership.is_leader.is_set():
@@ -162,7 +165,7 @@ class WebhookDispatcher:
             for endpoint in self._endpoints.values():
                 endpoint.stop()
             recording.cancel()
-            await self._client.aclose()
+            await self._poster.aclose()
 
     async def _refresh(self) -> None:
         """Starts the reader and workers of new endpoints, stops those of
@@ -173,12 +176,14 @@ class WebhookDispatcher:
         for endpoint_id, record in records.items():
             if endpoint_id in self._endpoints:
                 continue
+            url, unsafe = httpx.URL(), None
             try:
                 check_target(record.url, self.allow_insecure)
-                unsafe = None
-            except UnsafeUrl as refused:
+                url = httpx.URL(record.url)
+            except (UnsafeUrl, httpx.InvalidURL) as refused:
                 unsafe = f"refused: {refused}"[:EXCERPT]
-            endpoint = Endpoint(record, Webhook(record.secret), unsafe, EndpointLanes(endpoint_id))
+            signer = Webhook(record.secret)
+            endpoint = Endpoint(record, url, signer, unsafe, EndpointLanes(endpoint_id))
             endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
                 asyncio.create_task(self._work(endpoint)) for _ in range(CONCURRENCY)
             ]
@@ -307,20 +312,8 @@ class WebhookDispatcher:
 
     async def _post(self, endpoint: Endpoint, message: PendingMessage) -> tuple[int, str]:
         """The response's status and the start of its body (never more is read)."""
-        headers = self.headers(message, endpoint.signer)
-        request = self._client.build_request(
-            "POST", endpoint.record.url, content=message.body, headers=headers
-        )
-        response = await self._client.send(request, stream=True)
-        try:
-            head = b""
-            async for chunk in response.aiter_raw():
-                head += chunk
-                if len(head) >= EXCERPT:
-                    break
-            return response.status_code, head[:EXCERPT].decode("utf-8", "replace")
-        finally:
-            await response.aclose()
+        headers = list(self.headers(message, endpoint.signer).items())
+        return await self._poster.post(endpoint.url, message.body, headers, EXCERPT)
 
     def headers(self, message: PendingMessage, signer: Webhook) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt (signed now)."""
