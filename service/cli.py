@@ -1,4 +1,4 @@
-"""The ``ledger`` command: ``serve``, ``project``, ``migrate``, ``replay``.
+"""The ``ledger`` command: ``serve``, ``project``, ``deliver``, ``migrate``, ``replay``.
 
 Configuration comes from the environment (``LEDGER_*``, see
 :class:`service.config.Settings`); the options here are only what differs per run.
@@ -7,11 +7,8 @@ Configuration comes from the environment (``LEDGER_*``, see
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import enum
 import os
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -124,16 +121,6 @@ STANDBY_SECONDS = 5.0
 """Head start of ``ledger serve``'s projection process over its HTTP workers."""
 
 
-def _end_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when the parent dies (Linux
-    ``PR_SET_PDEATHSIG``; elsewhere the child's own parent check does it)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-PR_SET_PDEATHSIG = 1
-
-
 @contextlib.contextmanager
 def projection_process(settings: Settings) -> Iterator[None]:
     """On PostgreSQL, runs ``ledger project`` beside the HTTP workers: the
@@ -143,17 +130,11 @@ def projection_process(settings: Settings) -> Iterator[None]:
     if settings.backend != "postgres" or not settings.run_projection:
         yield
         return
-    command = [sys.executable, "-m", "service.cli", "project", "--parent", str(os.getpid())]
-    child = subprocess.Popen(command, preexec_fn=_end_with_parent)  # noqa: S603
-    os.environ["LEDGER_PROJECTION_STANDBY_SECONDS"] = str(STANDBY_SECONDS)
-    try:
+    from service.lifecycle import child_command
+
+    with child_command("project"):
+        os.environ["LEDGER_PROJECTION_STANDBY_SECONDS"] = str(STANDBY_SECONDS)
         yield
-    finally:
-        child.terminate()
-        try:
-            child.wait(10)
-        except subprocess.TimeoutExpired:
-            child.kill()
 
 
 @app.command()
@@ -162,13 +143,33 @@ def project(
         int | None, typer.Option(help="Stop when this process (the server) is gone.")
     ] = None,
 ) -> None:
-    """Run the projection, bridge and expiry sweeper without HTTP, until Ctrl-C/SIGTERM."""
-    from service.runtime import run_projection_forever
+    """Run the projection, bridge and expiry sweeper without HTTP, until Ctrl-C/SIGTERM.
+
+    On PostgreSQL it starts ``ledger deliver`` beside it (LEDGER_RUN_DELIVERY).
+    """
+    from service.background import run_projection_forever
 
     settings = Settings()
     console.print(f"ledger projection on {settings.backend}: {redact(settings.database_url)}")
     run_projection_forever(settings, parent)
     # Library pools may keep non-daemon threads: the work is stopped, so leave.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+@app.command()
+def deliver(
+    parent: Annotated[
+        int | None, typer.Option(help="Stop when this process (its starter) is gone.")
+    ] = None,
+) -> None:
+    """Deliver the webhook outbox (one process leads per deployment), until Ctrl-C/SIGTERM."""
+    from service.background import run_delivery_forever
+
+    settings = Settings()
+    console.print(f"ledger webhook delivery on {settings.backend}: {redact(settings.database_url)}")
+    run_delivery_forever(settings, parent)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -50,8 +50,14 @@ class Settings(BaseSettings):
     webhook_allow_insecure: bool = False
     """Accept ``http://`` and non-public webhook URLs (development and tests only)."""
     webhook_niceness: int = Field(default=10, ge=0, le=19)
-    """Niceness added to the webhook dispatcher's threads (Linux; 0: none):
-    under a full CPU, deliveries yield to the write path and catch up after."""
+    """Niceness added to the webhook dispatcher (Linux; 0: none): to the whole
+    ``ledger deliver`` process, or to its thread where it runs in another
+    process (SQLite, a standing-by HTTP worker). Under a full CPU, deliveries
+    yield to the write path and catch up after."""
+    run_delivery: bool = True
+    """``ledger project`` on PostgreSQL starts the webhook dispatcher in a
+    process of its own (``ledger deliver``); set false to run ``ledger
+    deliver`` apart (another machine, its own CPU)."""
     sse_ping_seconds: float = Field(default=15.0, gt=0)
     max_streams: int = Field(default=20_000, ge=1)
     """Open SSE streams per process; beyond it a new stream is answered 503."""

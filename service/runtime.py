@@ -6,11 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import secrets
-import signal
 import sys
-import threading
 from dataclasses import dataclass, field
 
 from projections.balances import BalanceView
@@ -21,7 +18,7 @@ from service.adapters import webhook_metrics
 from service.adapters.availability import DatabaseGuard
 from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
-from service.adapters.leader import Leadership
+from service.adapters.leader import DELIVERY_LOCK_KEY, LOCK_KEY, Leadership
 from service.adapters.migrate import migrate, startup_lock
 from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application.api_keys import ApiKeys
@@ -36,8 +33,6 @@ from service.config import Settings, bound_connection_attempts, plan_each_statem
 
 log = logging.getLogger(__name__)
 
-STOP_SECONDS = 3.0
-"""Longest clean stop of ``ledger project`` before it exits anyway."""
 GC_THRESHOLDS = (50_000, 50, 100)
 """Allocations between young collections, and the older generations' ratios
 (CPython's default is 700, 10, 10)."""
@@ -64,6 +59,8 @@ class Runtime:
     api_keys: ApiKeys
     webhooks: WebhookEndpoints
     projection: ProjectionService | None = None
+    delivery: Leadership | None = None
+    """Its candidacy to lead webhook delivery (standing by for ``ledger deliver``)."""
     dispatcher: WebhookDispatcher | None = None
     sweeper: Sweeper | None = None
     started: bool = field(default=False)
@@ -121,7 +118,8 @@ class Runtime:
         if settings.run_projection:
             runtime.projection = ProjectionService(settings, broker, ledger, leadership)
             runtime.sweeper = Sweeper(ledger, balances, settings.sweep_seconds, leadership)
-            runtime.dispatcher = make_dispatcher(settings, webhook_store, leadership)
+            runtime.delivery = make_leadership(settings, DELIVERY_LOCK_KEY)
+            runtime.dispatcher = make_dispatcher(settings, webhook_store, runtime.delivery)
         return runtime
 
     async def start(self) -> None:
@@ -143,6 +141,8 @@ class Runtime:
         await self.hub.start()
         if self.settings.run_projection:
             self.leadership.start()
+        if self.delivery is not None:
+            self.delivery.start()
         if self.projection is not None:
             self.projection.start()
         if self.sweeper is not None:
@@ -160,6 +160,8 @@ class Runtime:
             await loop.run_in_executor(None, self.sweeper.stop)
         if self.projection is not None:
             await loop.run_in_executor(None, self.projection.stop)
+        if self.delivery is not None:
+            await loop.run_in_executor(None, self.delivery.stop)
         await loop.run_in_executor(None, self.leadership.stop)
         await self.hub.close()
         await self.guard.close()
@@ -172,74 +174,26 @@ class Runtime:
 
 
 def make_dispatcher(
-    settings: Settings, store: WebhookStore, leadership: Leadership
+    settings: Settings, store: WebhookStore, leadership: Leadership, niceness: int | None = None
 ) -> WebhookDispatcher:
-    """The webhook dispatcher of the leading process (see ``make_leadership``)."""
+    """The webhook dispatcher, delivering while ``leadership`` leads; its
+    thread niceness is ``LEDGER_WEBHOOK_NICENESS`` unless given."""
     return WebhookDispatcher(
         store,
         settings.webhook_retry_delays,
         settings.webhook_allow_insecure,
         leadership,
         observe=webhook_metrics.observe,
-        niceness=settings.webhook_niceness,
+        niceness=settings.webhook_niceness if niceness is None else niceness,
     )
 
 
-def make_leadership(settings: Settings) -> Leadership:
-    """The deployment-wide leader election of this process (PostgreSQL advisory
-    lock; on SQLite the one process leads)."""
+def make_leadership(settings: Settings, key: int = LOCK_KEY) -> Leadership:
+    """This process's candidacy to lead the deployment's projection and sweeper
+    (``LOCK_KEY``) or its webhook delivery (``DELIVERY_LOCK_KEY``): a PostgreSQL
+    advisory lock; on SQLite the one process leads."""
     if settings.backend != "postgres":
         return Leadership(None)
-    return Leadership(settings.postgres_conninfo(), standby=settings.projection_standby_seconds)
-
-
-def run_projection_forever(settings: Settings, parent_pid: int | None = None) -> None:
-    """``ledger project``: the projection and the sweeper without HTTP, until
-    SIGINT/SIGTERM, or until process ``parent_pid`` is gone (``ledger serve``'s
-    projection process ends with its server). Publishes on the bridge when
-    ``LEDGER_REDIS_URL`` is set."""
-    plan_each_statement()
-    bound_connection_attempts()
-    migrate(settings)
-    with startup_lock(settings):
-        ledger = Ledger(env=settings.eventsourcing_env())
-        view = open_balance_view(settings)
-    broker = make_broker(settings.redis_url, settings.deployment_namespace)
-    leadership = make_leadership(settings)
-    projection = ProjectionService(settings, broker, ledger, leadership)
-    sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
-    webhook_store = open_webhook_store(settings)
-    dispatcher = make_dispatcher(settings, webhook_store, leadership)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Set from another thread: the handler runs on the main thread, which
-        # may be inside ``done.wait()`` holding the event's lock (deadlock).
-        signal.signal(sig, lambda *_: threading.Thread(target=done.set).start())
-    if parent_pid is not None:
-        threading.Thread(
-            target=_end_with_parent, args=(parent_pid, done), name="parent-watch", daemon=True
-        ).start()
-    leadership.start()
-    projection.start()
-    sweeper.start()
-    dispatcher.start()
-    log.info("projection running on %s", settings.backend)
-    done.wait()
-    # Stopping is bounded: whatever still runs after STOP_SECONDS is cut
-    # (an unfinished batch rolls back; the tracking position keeps it exactly-once).
-    threading.Timer(STOP_SECONDS, os._exit, args=(0,)).start()
-    dispatcher.stop()
-    sweeper.stop()
-    projection.stop()
-    leadership.stop()
-    webhook_store.close()
-    ledger.close()
-
-
-def _end_with_parent(parent_pid: int, done: threading.Event) -> None:
-    """Sets ``done`` once this process's parent is no longer ``parent_pid``
-    (it died; the process was re-parented), checking every second."""
-    while not done.wait(1.0):
-        if os.getppid() != parent_pid:
-            log.warning("the serving process %d is gone; stopping", parent_pid)
-            done.set()
+    return Leadership(
+        settings.postgres_conninfo(), key=key, standby=settings.projection_standby_seconds
+    )

@@ -1,5 +1,5 @@
 """One leader per deployment: the process that runs the projection and the
-expiry sweeper.
+expiry sweeper, and one (``ledger deliver``) that delivers webhooks.
 
 On PostgreSQL the leader holds a session-level advisory lock
 (``pg_try_advisory_lock``) on a connection of its own. When the leader dies
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from typing import Any
 
@@ -21,7 +22,9 @@ import psycopg
 log = logging.getLogger(__name__)
 
 LOCK_KEY = 0x746F6B6C6564  # "tokled"
-"""The advisory lock's key (one per database)."""
+"""The advisory lock's key (one per database) of the projection and sweeper."""
+DELIVERY_LOCK_KEY = 0x746F6B776864  # "tokwhd"
+"""The advisory lock's key of webhook delivery (``ledger deliver``)."""
 
 
 class Leadership:
@@ -73,10 +76,17 @@ class Leadership:
 
     def _try_acquire(self) -> None:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg.connect(self.conninfo or "", autocommit=True, connect_timeout=5)
+            self._conn = psycopg.connect(
+                self.conninfo or "",
+                autocommit=True,
+                connect_timeout=5,
+                # Who leads, for operators: pg_stat_activity joined with pg_locks.
+                application_name=f"tokenledger leader {self.key:x} pid {os.getpid()}",
+            )
         row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
         if row is not None and row[0]:
-            log.info("this process leads: projection and expiry sweeper run here")
+            role = "webhook delivery" if self.key == DELIVERY_LOCK_KEY else "projection and sweeper"
+            log.info("this process leads: %s run here", role)
             self.is_leader.set()
 
     def _check(self) -> None:

@@ -7,10 +7,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
+from standardwebhooks import Webhook
 
-from service.adapters.leader import Leadership
+from service.adapters.leader import DELIVERY_LOCK_KEY, Leadership
 from tests.helpers.processes import serving_ledgers
+from tests.helpers.receiver import webhook_receiver
 from tests.helpers.servers import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
@@ -70,6 +74,78 @@ def test_the_projection_process_of_ledger_serve_ends_with_it(tmp_path: Path) -> 
         while Path(f"/proc/{projector}").exists() and not _zombie(projector):
             assert time.monotonic() < deadline, "the projection process outlived its server"
             time.sleep(0.1)
+
+
+def test_ledger_serve_delivers_webhooks_from_a_nicer_process_beside_its_projection(
+    tmp_path: Path,
+) -> None:
+    admin = "leader-test-admin-key-0123456789"
+    with fresh_postgres_database() as db_url, webhook_receiver() as receiver:
+        settings = {
+            "LEDGER_DATABASE_URL": db_url,
+            "LEDGER_ADMIN_API_KEY": admin,
+            "LEDGER_SECRET_KEY": "leader-test-secret-0123456789abcdef",
+            "LEDGER_LOG_LEVEL": "warning",
+            "LEDGER_WEBHOOK_ALLOW_INSECURE": "true",
+        }
+        with serving_ledgers(settings, tmp_path) as (serve,):
+            (projector,) = _children(serve.process.pid)
+            deliverer = _only_child_once_started(projector)
+            assert "deliver" in Path(f"/proc/{deliverer}/cmdline").read_text()
+            assert _delivery_leader(db_url) == deliverer  # it leads, so it has started
+            assert _nice(deliverer) == _nice(projector) + 10  # LEDGER_WEBHOOK_NICENESS
+            headers = {"Authorization": f"Bearer {admin}"}
+            with httpx.Client(base_url=serve.url, headers=headers, timeout=10) as client:
+                created = client.post(
+                    "/v1/webhook-endpoints",
+                    json={"url": receiver.url, "events": ["entry.created"]},
+                )
+                assert created.status_code == 201, created.text
+                bought = client.post("/v1/accounts/acct-1/purchases", json={"amount": 7})
+                assert bought.status_code == 201, bought.text
+            (call,) = receiver.wait_for(1)
+            payload = Webhook(created.json()["secret"]).verify(call.body, call.headers)
+            assert payload["data"]["entry"]["id"] == bought.json()["entry"]["id"]
+        _wait_gone(deliverer)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _only_child_once_started(pid: int) -> int:
+    deadline = time.monotonic() + 15
+    while not (children := _children(pid)):
+        assert time.monotonic() < deadline, f"process {pid} started no child"
+        time.sleep(0.05)
+    (child,) = children
+    return child
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _delivery_leader(db_url: str) -> int:
+    """The process id holding the delivery lock (its leader connection's
+    ``application_name``), once one does."""
+    query = """
+        SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted
+          AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"""
+    deadline = time.monotonic() + 15
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        while (row := conn.execute(query, (DELIVERY_LOCK_KEY,)).fetchone()) is None:
+            assert time.monotonic() < deadline, "nobody leads webhook delivery"
+            time.sleep(0.05)
+    return int(row[0].rsplit(" ", 1)[1])
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and not _zombie(pid):
+        assert time.monotonic() < deadline, f"process {pid} outlived its server"
+        time.sleep(0.1)
 
 
 def _zombie(pid: int) -> bool:

@@ -1,0 +1,95 @@
+"""The background processes: ``ledger project`` and ``ledger deliver``.
+
+On PostgreSQL ``ledger project`` (the projection, the bridge's publishing,
+the expiry sweeper) starts ``ledger deliver`` (the webhook dispatcher) in a
+process of its own, unless ``LEDGER_RUN_DELIVERY=false``: deliveries then take
+neither the projection's GIL nor, under a full CPU, the write path's share of
+it (the whole process runs ``LEDGER_WEBHOOK_NICENESS`` nicer). Each leads under
+its own advisory lock, so a deployment has one of each. On SQLite the one
+process does everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from projections.broker import make_broker
+from service.adapters.leader import DELIVERY_LOCK_KEY
+from service.adapters.migrate import migrate, startup_lock
+from service.adapters.webhook_store import open_webhook_store
+from service.application.ledger import Ledger
+from service.application.projector import ProjectionService, open_balance_view
+from service.application.sweeper import Sweeper
+from service.config import Settings, bound_connection_attempts, plan_each_statement
+from service.lifecycle import bound_the_stop, child_command, stop_requested
+from service.runtime import make_dispatcher, make_leadership
+
+log = logging.getLogger(__name__)
+
+
+def run_projection_forever(settings: Settings, parent_pid: int | None = None) -> None:
+    """``ledger project``: the projection and the sweeper without HTTP, until
+    SIGINT/SIGTERM, or until process ``parent_pid`` is gone (``ledger serve``'s
+    projection process ends with its server). Publishes on the bridge when
+    ``LEDGER_REDIS_URL`` is set. Delivers webhooks through its own ``ledger
+    deliver`` child (PostgreSQL, ``LEDGER_RUN_DELIVERY``) or in a thread (SQLite)."""
+    plan_each_statement()
+    bound_connection_attempts()
+    migrate(settings)
+    with startup_lock(settings):
+        ledger = Ledger(env=settings.eventsourcing_env())
+        view = open_balance_view(settings)
+    broker = make_broker(settings.redis_url, settings.deployment_namespace)
+    leadership = make_leadership(settings)
+    projection = ProjectionService(settings, broker, ledger, leadership)
+    sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
+    apart = settings.backend == "postgres"
+    webhook_store = None if apart else open_webhook_store(settings)
+    dispatcher = None
+    if webhook_store is not None:
+        dispatcher = make_dispatcher(settings, webhook_store, leadership)
+    done = stop_requested(parent_pid)
+    with contextlib.ExitStack() as children:
+        if apart and settings.run_delivery:
+            children.enter_context(child_command("deliver"))
+        leadership.start()
+        projection.start()
+        sweeper.start()
+        if dispatcher is not None:
+            dispatcher.start()
+        log.info("projection running on %s", settings.backend)
+        done.wait()
+        bound_the_stop()
+        if dispatcher is not None:
+            dispatcher.stop()
+        sweeper.stop()
+        projection.stop()
+        leadership.stop()
+    if webhook_store is not None:
+        webhook_store.close()
+    ledger.close()
+
+
+def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> None:
+    """``ledger deliver``: the webhook dispatcher alone, while it leads
+    delivery (one per deployment), until SIGINT/SIGTERM or until process
+    ``parent_pid`` is gone. The whole process runs ``LEDGER_WEBHOOK_NICENESS``
+    nicer (Linux; set before any thread starts, so every thread inherits it)."""
+    if settings.webhook_niceness and hasattr(os, "nice"):
+        os.nice(settings.webhook_niceness)
+    bound_connection_attempts()
+    migrate(settings)
+    leadership = make_leadership(settings, DELIVERY_LOCK_KEY)
+    store = open_webhook_store(settings)
+    dispatcher = make_dispatcher(settings, store, leadership, niceness=0)
+    done = stop_requested(parent_pid)
+    leadership.start()
+    dispatcher.start()
+    log.info("webhook delivery running on %s", settings.backend)
+    done.wait()
+    bound_the_stop()
+    dispatcher.stop()
+    leadership.stop()
+    store.close()
