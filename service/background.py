@@ -75,10 +75,8 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
 def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> None:
     """``ledger deliver``: the webhook dispatcher alone, while it leads
     delivery (one per deployment), until SIGINT/SIGTERM or until process
-    ``parent_pid`` is gone. The whole process runs ``LEDGER_WEBHOOK_NICENESS``
-    nicer (Linux; set before any thread starts, so every thread inherits it)."""
-    if settings.webhook_niceness and hasattr(os, "nice"):
-        os.nice(settings.webhook_niceness)
+    ``parent_pid`` is gone. The whole process yields the CPU (:func:`yield_the_cpu`)."""
+    yield_the_cpu(settings)
     bound_connection_attempts()
     migrate(settings)
     leadership = make_leadership(settings, DELIVERY_LOCK_KEY)
@@ -93,3 +91,16 @@ def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> N
     dispatcher.stop()
     leadership.stop()
     store.close()
+
+
+def yield_the_cpu(settings: Settings) -> None:
+    """Makes this process (every thread it starts from now on) yield the CPU
+    to the write path, on Linux: ``LEDGER_WEBHOOK_NICENESS`` nicer, and under
+    the ``SCHED_IDLE`` policy when ``LEDGER_WEBHOOK_IDLE_PRIORITY`` (any other
+    task that wakes up preempts it at once, so deliveries use only CPU time
+    nothing else wants; sched(7)). Elsewhere it does nothing."""
+    if settings.webhook_niceness and hasattr(os, "nice"):
+        os.nice(settings.webhook_niceness)
+    if settings.webhook_idle_priority and hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))

@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     ``ledger deliver`` process, or to its thread where it runs in another
     process (SQLite, a standing-by HTTP worker). Under a full CPU, deliveries
     yield to the write path and catch up after."""
+    webhook_idle_priority: bool = True
+    """``ledger deliver`` runs under Linux's ``SCHED_IDLE`` policy: it gets
+    only CPU time no other task wants, so deliveries never slow the write path
+    on a shared machine; under a CPU kept full they wait, and catch up once it
+    frees up. Set false when the dispatcher has CPU of its own."""
     run_delivery: bool = True
     """``ledger project`` on PostgreSQL starts the webhook dispatcher in a
     process of its own (``ledger deliver``); set false to run ``ledger

@@ -4,7 +4,7 @@ Each endpoint has a reader following its outbox rows in order (the order the
 projection appends in), which hands each message to the endpoint's lanes
 (``service.application.delivery_lanes``: one lane per account, one message
 in flight per lane, so a receiver sees an account's messages in position
-order). Each endpoint has :data:`CONCURRENCY` workers of its own, so a slow
+order). Each endpoint has :data:`WORKERS` workers of its own, so a slow
 or dead receiver (10 s timeout) holds back only its own messages.
 
 A message is signed at each attempt (``webhook-id``, ``webhook-timestamp`` in
@@ -61,8 +61,11 @@ ENDPOINTS_SECONDS = 1.0
 """How often the endpoint list is read again (deletions take effect)."""
 PAGE = 1_000
 """Outbox rows read at once."""
-CONCURRENCY = 64
-"""Deliveries under way at once per endpoint (its workers and connections)."""
+WORKERS = 64
+"""Deliveries under way at once per endpoint (its workers): each waits for
+its receiver's answer, then for its outcome's group commit."""
+CONNECTIONS = 64
+"""Kept-alive connections per receiving host at most."""
 EXCERPT = 200
 """Characters of a failed response or error kept with the message."""
 
@@ -152,7 +155,7 @@ class WebhookDispatcher:
     async def _deliver_while_leading(self) -> None:
         self._endpoints: dict[str, Endpoint] = {}
         self._recorder = AttemptRecorder(self.store.record_attempts)
-        self._poster = WebhookPoster(CONCURRENCY, self.allow_insecure)
+        self._poster = WebhookPoster(CONNECTIONS, self.allow_insecure)
         recording = asyncio.create_task(self._recorder.run())
         try:
             while not self._stop.is_set() and self.leadership.is_leader.is_set():
@@ -185,7 +188,7 @@ class WebhookDispatcher:
             signer = Webhook(record.secret)
             endpoint = Endpoint(record, url, signer, unsafe, EndpointLanes(endpoint_id))
             endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
-                asyncio.create_task(self._work(endpoint)) for _ in range(CONCURRENCY)
+                asyncio.create_task(self._work(endpoint)) for _ in range(WORKERS)
             ]
             self._endpoints[endpoint_id] = endpoint
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,7 @@ def test_ledger_serve_delivers_webhooks_from_a_nicer_process_beside_its_projecti
             assert "deliver" in Path(f"/proc/{deliverer}/cmdline").read_text()
             assert _delivery_leader(db_url) == deliverer  # it leads, so it has started
             assert _nice(deliverer) == _nice(projector) + 10  # LEDGER_WEBHOOK_NICENESS
+            assert _policy(deliverer) == os.SCHED_IDLE != _policy(projector)
             headers = {"Authorization": f"Bearer {admin}"}
             with httpx.Client(base_url=serve.url, headers=headers, timeout=10) as client:
                 created = client.post(
@@ -123,7 +125,16 @@ def _only_child_once_started(pid: int) -> int:
 
 
 def _nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+    return _stat(pid, 19)
+
+
+def _policy(pid: int) -> int:
+    return _stat(pid, 41)
+
+
+def _stat(pid: int, field: int) -> int:
+    """Field ``field`` (1-based, proc(5)) of ``/proc/<pid>/stat``."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[field - 3])
 
 
 def _delivery_leader(db_url: str) -> int:
