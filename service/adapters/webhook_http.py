@@ -18,6 +18,7 @@ resolver; :func:`service.adapters.public_urls.check_target` checks them.
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import aiohttp
@@ -31,8 +32,8 @@ from service.adapters.public_urls import is_public
 
 class PublicResolver(AbstractResolver):
     """Resolves like aiohttp's default resolver, then refuses the name when
-    any address is not global unicast (``OSError``, which httpx reports as a
-    ``ConnectError``)."""
+    any address is not global unicast (``OSError``, which
+    :meth:`WebhookPoster.post` raises as an ``httpx.ConnectError``)."""
 
     def __init__(self) -> None:
         self._resolver = DefaultResolver()
@@ -43,7 +44,8 @@ class PublicResolver(AbstractResolver):
         results = await self._resolver.resolve(host, port, family)
         for result in results:
             if not is_public(result["host"]):
-                raise OSError(f"{host} resolves to {result['host']}, which is not a public address")
+                reason = f"{host} resolves to {result['host']}, which is not a public address"
+                raise OSError(errno.EACCES, reason)
         return results
 
     async def close(self) -> None:
@@ -75,10 +77,18 @@ class WebhookPoster:
         """``POST``\\ s ``body`` to ``url``; returns the status and the first
         ``excerpt`` characters of the answer (no more is read).
 
-        Raises ``httpx.TransportError`` subclasses when the connection fails.
+        Raises ``httpx.ConnectError`` when no connection could be made (refused,
+        unresolvable, or a name resolving to a non-public address), other
+        ``httpx.TransportError`` subclasses when it failed later.
         """
         request = httpx.Request("POST", url, content=body, headers=headers)
-        response = await self._transport.handle_async_request(request)
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.ConnectTimeout as error:
+            # httpx-aiohttp reports a refused connection as a timeout.
+            if isinstance(error.__cause__, aiohttp.ClientConnectorError):
+                raise httpx.ConnectError(str(error), request=request) from error.__cause__
+            raise
         try:
             head = b""
             # Read even a 2xx's (short) answer to its end: aiohttp keeps only
