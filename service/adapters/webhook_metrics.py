@@ -1,14 +1,15 @@
 """Prometheus metrics of webhook deliveries made by this process.
 
-The dispatcher runs in the leader process; its attempts and their latency are
-counted here and served by that process's ``GET /metrics`` (on the embedded
-default, the one process). The outbox depth and the attempts of every process
-are read from the outbox table at each scrape (``service.api.metrics``).
+The dispatcher's attempts and their latency are counted here, and served by
+its process: ``ledger deliver`` on ``LEDGER_DELIVERY_METRICS_PORT``
+(:func:`serve`), or ``GET /metrics`` where an HTTP process delivers (the
+embedded default). The outbox depth and the attempts of every process are read
+from the outbox table at each scrape (``service.api.metrics``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ATTEMPTS = Counter(
@@ -29,3 +30,8 @@ def observe(result: str, seconds: float) -> None:
     """Counts one attempt (``delivered``, ``retry`` or ``failed``) of ``seconds``."""
     ATTEMPTS.labels(result).inc()
     LATENCY.observe(seconds)
+
+
+def serve(port: int) -> None:
+    """Serves these metrics at ``http://0.0.0.0:<port>/metrics`` from a daemon thread."""
+    start_http_server(port, registry=REGISTRY)
