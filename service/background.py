@@ -36,25 +36,27 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
     projection process ends with its server). Publishes on the bridge when
     ``LEDGER_REDIS_URL`` is set. Delivers webhooks through its own ``ledger
     deliver`` child (PostgreSQL, ``LEDGER_RUN_DELIVERY``) or in a thread (SQLite)."""
-    plan_each_statement()
-    bound_connection_attempts()
-    migrate(settings)
-    with startup_lock(settings):
-        ledger = Ledger(env=settings.eventsourcing_env())
-        view = open_balance_view(settings)
-    broker = make_broker(settings.redis_url, settings.deployment_namespace)
-    leadership = make_leadership(settings)
-    projection = ProjectionService(settings, broker, ledger, leadership)
-    sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
     apart = settings.backend == "postgres"
-    webhook_store = None if apart else open_webhook_store(settings)
-    dispatcher = None
-    if webhook_store is not None:
-        dispatcher = make_dispatcher(settings, webhook_store, leadership)
-    done = stop_requested(parent_pid)
     with contextlib.ExitStack() as children:
+        # First, so the dispatcher is up as early as the projection (``ledger
+        # serve``'s HTTP workers stand by to lead either after a head start).
         if apart and settings.run_delivery:
             children.enter_context(child_command("deliver"))
+        plan_each_statement()
+        bound_connection_attempts()
+        migrate(settings)
+        with startup_lock(settings):
+            ledger = Ledger(env=settings.eventsourcing_env())
+            view = open_balance_view(settings)
+        broker = make_broker(settings.redis_url, settings.deployment_namespace)
+        leadership = make_leadership(settings)
+        projection = ProjectionService(settings, broker, ledger, leadership)
+        sweeper = Sweeper(ledger, view, settings.sweep_seconds, leadership)
+        webhook_store = None if apart else open_webhook_store(settings)
+        dispatcher = None
+        if webhook_store is not None:
+            dispatcher = make_dispatcher(settings, webhook_store, leadership)
+        done = stop_requested(parent_pid)
         leadership.start()
         projection.start()
         sweeper.start()

@@ -157,6 +157,7 @@ def _delivery_leader(db_url: str) -> int:
     query = """
         SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
         WHERE l.locktype = 'advisory' AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
           AND ((l.classid::bigint << 32) | l.objid::bigint) = %s"""
     deadline = time.monotonic() + 15
     with psycopg.connect(db_url, autocommit=True) as conn:
