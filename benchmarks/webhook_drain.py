@@ -94,7 +94,7 @@ def main() -> None:
             dispatcher = WebhookDispatcher(store, [1.0], True, leadership)
             started, cpu, sink_cpu = time.monotonic(), time.process_time(), cpu_seconds(sink.pid)
             dispatcher.start()
-            while store.counts().get("pending", (0, 0))[0]:
+            while not leadership.is_leader.is_set() or store.totals().pending:
                 time.sleep(0.25)
             seconds = time.monotonic() - started
             cpu, sink_cpu = time.process_time() - cpu, cpu_seconds(sink.pid) - sink_cpu

@@ -37,8 +37,9 @@ class Connections(ABC):
         """
 
     @abstractmethod
-    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
-        """Runs ``query`` once per parameter set, all in one transaction."""
+    def execute_batches(self, batches: Sequence[tuple[Query, Sequence[Params]]]) -> None:
+        """Runs each ``(query, params)`` once per parameter set, in order,
+        all in one transaction."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -64,9 +65,10 @@ class PostgresConnections(Connections):
             rows: list[Any] = cur.fetchall() if cur.description else []
             return rows, cur.rowcount
 
-    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
+    def execute_batches(self, batches: Sequence[tuple[Query, Sequence[Params]]]) -> None:
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            cur.executemany(query, params)
+            for query, params in batches:
+                cur.executemany(query, params)
 
     def close(self) -> None:
         self._pool.close()
@@ -90,12 +92,13 @@ class SQLiteConnection(Connections):
             cursor = self._conn.execute(query, params)
             return cursor.fetchall(), cursor.rowcount
 
-    def execute_many(self, query: Query, params: Sequence[Params]) -> None:
-        assert isinstance(query, str)
+    def execute_batches(self, batches: Sequence[tuple[Query, Sequence[Params]]]) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.executemany(query, params)
+                for query, params in batches:
+                    assert isinstance(query, str)
+                    self._conn.executemany(query, params)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise

@@ -4,12 +4,13 @@ Endpoints keep their signing secret (``whsec_`` + base64), since every
 delivery is signed with it (Standard Webhooks). Outbox rows are written by the
 projection (``projections.views``, same transaction as the balances); this
 store reads them for the dispatcher and records each attempt. Statements are
-written once (``service.adapters.dialect``); tables come from migrations 0005 and 0006.
+written once (``service.adapters.dialect``); tables come from migrations 0005 to 0007.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from service.adapters.dialect import Query, as_arrays
 from service.config import Settings
 
 ENDPOINTS, OUTBOX = "ledger_webhook_endpoints", "ledger_webhook_outbox"
+TOTALS = "ledger_webhook_totals"
 
 INSERT_ENDPOINT = (
     "INSERT INTO {endpoints} (id, url, events, low_balance_threshold, description, secret,"
@@ -78,9 +80,12 @@ RECORD_ATTEMPT = (
     " next_attempt_at = :next_attempt_at"
     " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
 )
-COUNT_BY_STATUS = (
-    "SELECT status, count(*) AS n, coalesce(sum(attempts), 0) AS attempts"
-    " FROM {outbox} GROUP BY status"
+ADD_TO_TOTAL = "UPDATE {totals} SET value = value + :n WHERE name = :name"
+SELECT_TOTALS = (
+    # The backlog from the partial index ledger_webhook_outbox_pending; the
+    # rest from the running totals (never a count of the whole outbox).
+    "SELECT 'pending' AS name, count(*) AS value FROM {outbox} WHERE status = 'pending'"
+    " UNION ALL SELECT name, value FROM {totals}"
 )
 
 
@@ -131,6 +136,17 @@ class Attempt:
     next_attempt_at: float | None
 
 
+@dataclass(frozen=True)
+class OutboxTotals:
+    """Messages ``pending`` (the backlog), ``delivered`` and ``failed`` so
+    far, and every delivery ``attempts`` recorded (all processes)."""
+
+    pending: int
+    delivered: int
+    failed: int
+    attempts: int
+
+
 def _attempt_params(a: Attempt) -> dict[str, Any]:
     """The parameters of ``RECORD_ATTEMPT`` for one attempt."""
     position, endpoint_id, ordinal = a.key
@@ -176,7 +192,7 @@ class WebhookStore:
         self._db = db
 
         def q(text: str) -> Query:
-            return db.dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX)
+            return db.dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX, totals=TOTALS)
 
         self._insert, self._all, self._one = (
             q(INSERT_ENDPOINT),
@@ -186,7 +202,8 @@ class WebhookStore:
         self._delete, self._drop = q(DELETE_ENDPOINT), q(DROP_PENDING)
         self._deliveries, self._first = q(SELECT_DELIVERIES), q(SELECT_FIRST_PENDING)
         self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
-        self._attempt, self._counts = q(RECORD_ATTEMPT), q(COUNT_BY_STATUS)
+        self._attempt, self._totals = q(RECORD_ATTEMPT), q(SELECT_TOTALS)
+        self._add_to_total = q(ADD_TO_TOTAL)
         postgres = db.dialect.name == "postgres"
         self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
 
@@ -264,25 +281,42 @@ class WebhookStore:
         return [_pending(row) for row in rows]
 
     def record_attempts(self, attempts: Sequence[Attempt]) -> None:
-        """Records delivery attempts, all in one transaction."""
+        """Records delivery attempts, and adds them to the running totals,
+        all in one transaction."""
         rows = [_attempt_params(a) for a in attempts]
         if self._attempts is not None:
-            self._db.execute_many(self._attempts, [as_arrays(rows)])
+            recorded = (self._attempts, [as_arrays(rows)])
         else:
-            self._db.execute_many(self._attempt, rows)
+            recorded = (self._attempt, rows)
+        ended = Counter(a.status for a in attempts)
+        totals = [
+            {"name": name, "n": n}
+            for name, n in (
+                ("delivered", ended["delivered"]),
+                ("failed", ended["failed"]),
+                ("attempts", len(attempts)),
+            )
+            if n
+        ]
+        self._db.execute_batches([recorded, (self._add_to_total, totals)])
 
-    def counts(self) -> dict[str, tuple[int, int]]:
-        """``{status: (messages, attempts)}`` for ``pending``, ``delivered``
-        and ``failed`` (missing: none)."""
-        rows, _ = self._db.execute(self._counts, {})
-        return {row["status"]: (int(row["n"]), int(row["attempts"])) for row in rows}
+    def totals(self) -> OutboxTotals:
+        """The outbox's backlog and its delivery totals (metrics)."""
+        rows, _ = self._db.execute(self._totals, {})
+        values = {row["name"]: int(row["value"]) for row in rows}
+        return OutboxTotals(
+            values.get("pending", 0),
+            values.get("delivered", 0),
+            values.get("failed", 0),
+            values.get("attempts", 0),
+        )
 
     def close(self) -> None:
         self._db.close()
 
 
 def open_webhook_store(settings: Settings) -> WebhookStore:
-    """The webhook store of ``settings.database_url`` (tables: migrations 0005, 0006)."""
+    """The webhook store of ``settings.database_url`` (tables: migrations 0005 to 0007)."""
     if settings.backend == "sqlite":
         return WebhookStore(SQLiteConnection(settings.sqlite_path))
     connections = PostgresConnections(

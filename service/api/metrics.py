@@ -18,44 +18,46 @@ from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.application.webhooks import OutboxTotals
+
 log = logging.getLogger(__name__)
 
 UNMATCHED = "unmatched"
 
 
 class WebhookCollector(Collector):
-    """Gauges of the webhook outbox, read from its table at each scrape (every
-    process shows the whole deployment's)."""
+    """Gauges of the webhook outbox, read at each scrape (every process shows
+    the whole deployment's): its backlog, and the running totals the
+    dispatcher keeps in the transactions that record its attempts."""
 
-    def __init__(self, read: Callable[[], dict[str, tuple[int, int]] | None]) -> None:
+    def __init__(self, read: Callable[[], OutboxTotals | None]) -> None:
         self._read = read
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        counts = self._read()
-        if counts is None:
+        totals = self._read()
+        if totals is None:
             return
         yield GaugeMetricFamily(
             "ledger_webhook_outbox_depth",
             "Webhook messages not yet delivered nor failed",
-            value=counts.get("pending", (0, 0))[0],
+            value=totals.pending,
         )
         messages = GaugeMetricFamily(
             "ledger_webhook_messages",
             "Webhook messages in the outbox, by status",
             labels=["status"],
         )
-        for status in ("pending", "delivered", "failed"):
-            messages.add_metric([status], counts.get(status, (0, 0))[0])
+        messages.add_metric(["pending"], totals.pending)
+        messages.add_metric(["delivered"], totals.delivered)
+        messages.add_metric(["failed"], totals.failed)
         yield messages
-        delivered = counts.get("delivered", (0, 0))
-        attempts = sum(attempted for _, attempted in counts.values())
         results = GaugeMetricFamily(
             "ledger_webhook_attempts_recorded",
             "Delivery attempts recorded in the outbox, by result (all processes)",
             labels=["result"],
         )
-        results.add_metric(["success"], delivered[0])
-        results.add_metric(["error"], attempts - delivered[0])
+        results.add_metric(["success"], totals.delivered)
+        results.add_metric(["error"], totals.attempts - totals.delivered)
         yield results
 
 
@@ -108,9 +110,8 @@ class Metrics:
             registry=self.registry,
         )
         self._ledger: LedgerCollector | None = None
-        self.webhooks: dict[str, tuple[int, int]] | None = None
-        """The outbox's ``{status: (messages, attempts)}`` read for the current
-        scrape (``None``: not read)."""
+        self.webhooks: OutboxTotals | None = None
+        """The outbox's totals read for the current scrape (``None``: not read)."""
         self.registry.register(WebhookCollector(lambda: self.webhooks))
         self.positions: tuple[int, int] | None = None
         """``(applied, head)`` read for the current scrape (``None``: the store

@@ -20,6 +20,7 @@ from typing_extensions import TypedDict
 from service.adapters.availability import DatabaseGuard
 from service.adapters.public_urls import UnsafeUrl, check_url
 from service.adapters.webhook_store import EndpointRecord, WebhookStore
+from service.adapters.webhook_store import OutboxTotals as OutboxTotals  # for the API
 from service.domain.alerts import EVENT_TYPES
 from service.domain.errors import NotFound, ValidationFailed
 from service.domain.hashing import rfc3339
@@ -163,6 +164,6 @@ class WebhookEndpoints:
             ]
         }
 
-    async def counts(self) -> dict[str, tuple[int, int]]:
-        """The outbox's ``{status: (messages, attempts)}`` (metrics)."""
-        return await self.guard.call(self.store.counts)
+    async def totals(self) -> OutboxTotals:
+        """The outbox's backlog and delivery totals (metrics)."""
+        return await self.guard.call(self.store.totals)

@@ -48,3 +48,27 @@ def test_idempotency_records_lose_their_http_status_and_keep_their_rows() -> Non
         assert columns == ["account_id", "key", "fingerprint", "entry_version"]
         assert rows == [("a", "k", "f", 3)]
         assert overloads == (0,)
+
+
+def test_the_webhook_totals_start_from_the_outbox_as_it_is() -> None:
+    with fresh_postgres_database() as url:
+        settings = Settings(database_url=url)
+        migrate(settings, "0006")
+        with psycopg.connect(url, autocommit=True) as conn:
+            for position, status, attempts in [
+                (1, "delivered", 1),
+                (2, "delivered", 3),
+                (3, "failed", 8),
+                (4, "pending", 2),
+            ]:
+                conn.execute(
+                    "INSERT INTO ledger_webhook_outbox (position, endpoint_id, ordinal,"
+                    " webhook_id, account_id, type, body, status, attempts, created_at)"
+                    " VALUES (%s, 'ep', 0, %s, 'a', 'entry.created', '\\x7b7d', %s, %s, 0)",
+                    (position, f"msg_{position}", status, attempts),
+                )
+        migrate(settings)
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT name, value FROM ledger_webhook_totals").fetchall()
+        totals = {str(name): int(str(value)) for name, value in rows}
+        assert totals == {"delivered": 2, "failed": 1, "attempts": 14}

@@ -14,7 +14,7 @@ from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
 from service.adapters.leader import Leadership
-from service.adapters.webhook_store import EndpointRecord, open_webhook_store
+from service.adapters.webhook_store import EndpointRecord, OutboxTotals, open_webhook_store
 from service.application import delivery_lanes, webhook_dispatcher
 from service.application.projector import open_balance_view
 from service.application.webhook_dispatcher import WebhookDispatcher
@@ -57,14 +57,14 @@ def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(
         try:
             calls = receiver.wait_for(30)
             deadline = time.monotonic() + 10
-            delivered = store.counts().get("delivered", (0, 0))[0]
+            delivered = store.totals().delivered
             while delivered < 30 and time.monotonic() < deadline:
                 time.sleep(0.02)  # the last outcomes are being committed
-                delivered = store.counts().get("delivered", (0, 0))[0]
+                delivered = store.totals().delivered
         finally:
             dispatcher.stop()
         assert len(receiver.calls) == 30
-    assert store.counts() == {"delivered": (30, 30)}  # each sent once, none left
+    assert store.totals() == OutboxTotals(0, 30, 0, 30)  # each sent once, none left
     store.close()
     bodies = [json.loads(call.body) for call in calls]
     assert len(bodies) == 30 and len({call.headers["webhook-id"] for call in calls}) == 30

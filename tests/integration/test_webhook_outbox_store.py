@@ -13,7 +13,13 @@ from projections.balances import tracking_at
 from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
-from service.adapters.webhook_store import Attempt, EndpointRecord, WebhookStore, open_webhook_store
+from service.adapters.webhook_store import (
+    Attempt,
+    EndpointRecord,
+    OutboxTotals,
+    WebhookStore,
+    open_webhook_store,
+)
 from service.application.projector import open_balance_view
 from service.config import Settings
 from service.domain.account import Account
@@ -99,4 +105,4 @@ def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
     store.record_attempts([Attempt((2, "ep-a", 0), "failed", 500, "oops", None)])
     assert store.pending_after((0, "ep-a", 0), 10) == []
     assert store.first_to_deliver("ep-a") == 3  # after every message
-    assert store.counts() == {"delivered": (1, 1), "failed": (1, 2)}
+    assert store.totals() == OutboxTotals(pending=0, delivered=1, failed=1, attempts=3)

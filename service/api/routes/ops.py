@@ -84,7 +84,7 @@ async def metrics(request: Request) -> Response:
     except Exception:
         registry.positions = None
     try:
-        registry.webhooks = await runtime.webhooks.counts()
+        registry.webhooks = await runtime.webhooks.totals()
     except Exception:
         registry.webhooks = None
     payload = await run_in_threadpool(generate_latest, registry.registry)
