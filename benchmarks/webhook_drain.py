@@ -5,7 +5,7 @@ messages over ``--accounts`` accounts for one endpoint (the local sink,
 ``benchmarks._sink``, answering 204), written by the projection's own outbox
 code. The dispatcher then runs in this process until the outbox is empty;
 the report gives messages per second and the CPU seconds per 1,000 messages
-of this process (the dispatcher) and of the sink.
+of this process (the dispatcher), of the sink and of the PostgreSQL backends.
 
     PYTHONPATH=. .venv/bin/python -m benchmarks.webhook_drain --messages 20000
 """
@@ -13,6 +13,7 @@ of this process (the dispatcher) and of the sink.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -42,7 +43,20 @@ def fill(settings: Settings, messages: int, accounts: int) -> None:
     insert = PostgresDialect(settings.database_schema).statement(
         INSERT_MESSAGES_POSTGRES, outbox=OUTBOX
     )
-    body = {"entry": {"id": "x" * 36, "metadata": {}, "amount": 1}, "balance": {"available": 1}}
+    body = {  # about the size of a real entry.created message
+        "entry": {
+            "id": "00000000-0000-4000-8000-000000000000",
+            "account_id": "user-0000",
+            "type": "consumption",
+            "amount": 1234,
+            "idempotency_key": "req-" + "0" * 32,
+            "metadata": {"model": "gpt-4o-mini", "request_id": "0" * 32},
+            "created_at": "2026-11-22T00:00:00.000000Z",
+            "position": 1,
+            "hash": "0" * 64,
+        },
+        "balance": {"account_id": "user-0000", "available": 1, "held": 0, "position": 1},
+    }
     with psycopg.connect(settings.postgres_conninfo()) as conn:
         for start in range(0, messages, 1000):
             positions = list(range(start + 1, min(messages, start + 1000) + 1))
@@ -66,6 +80,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def database_cpu_seconds(url: str) -> float:
+    """CPU seconds so far of the PostgreSQL backends connected to ``url``'s
+    database (read from ``/proc``: the benchmark runs beside the server)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        ).fetchall()
+    total = 0.0
+    for (pid,) in rows:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=20_000)
@@ -84,20 +115,22 @@ def main() -> None:
             settings = Settings(database_url=url, webhook_allow_insecure=True)
             migrate(settings)
             store = open_webhook_store(settings)
-            url = f"http://127.0.0.1:{SINK_PORT}/hook"
+            hook = f"http://127.0.0.1:{SINK_PORT}/hook"
             store.add(
-                EndpointRecord("ep", url, ("entry.created",), None, None, "whsec_" + "A" * 32, "t")
+                EndpointRecord("ep", hook, ("entry.created",), None, None, "whsec_" + "A" * 32, "t")
             )
             fill(settings, args.messages, args.accounts)
             leadership = Leadership(None)
             leadership.start()
             dispatcher = WebhookDispatcher(store, [1.0], True, leadership)
             started, cpu, sink_cpu = time.monotonic(), time.process_time(), cpu_seconds(sink.pid)
+            database_cpu = database_cpu_seconds(url)
             dispatcher.start()
             while not leadership.is_leader.is_set() or store.totals().pending:
                 time.sleep(0.25)
             seconds = time.monotonic() - started
             cpu, sink_cpu = time.process_time() - cpu, cpu_seconds(sink.pid) - sink_cpu
+            database_cpu = database_cpu_seconds(url) - database_cpu
             dispatcher.stop()
             store.close()
     finally:
@@ -111,6 +144,7 @@ def main() -> None:
         "messages_per_s": round(args.messages / seconds, 1),
         "dispatcher_cpu_s_per_1000": round(1000 * cpu / args.messages, 3),
         "sink_cpu_s_per_1000": round(1000 * sink_cpu / args.messages, 3),
+        "postgres_cpu_s_per_1000": round(1000 * database_cpu / args.messages, 3),
     }
     print(json.dumps(report, indent=2))
     args.output.write_text(json.dumps(report, indent=2) + "\n")
