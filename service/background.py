@@ -101,9 +101,10 @@ def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> N
 def yield_the_cpu(settings: Settings) -> None:
     """Makes this process (every thread it starts from now on) yield the CPU
     to the write path, on Linux: ``LEDGER_WEBHOOK_NICENESS`` nicer, and under
-    the ``SCHED_IDLE`` policy when ``LEDGER_WEBHOOK_IDLE_PRIORITY`` (any other
-    task that wakes up preempts it at once, so deliveries use only CPU time
-    nothing else wants; sched(7)). Elsewhere it does nothing."""
+    the ``SCHED_IDLE`` policy when ``LEDGER_WEBHOOK_IDLE_PRIORITY``: any task
+    of its scheduling group that wakes up preempts it at once (sched(7); with
+    autogroups, a task of another session competes with its whole group).
+    Elsewhere it does nothing."""
     if settings.webhook_niceness and hasattr(os, "nice"):
         os.nice(settings.webhook_niceness)
     if settings.webhook_idle_priority and hasattr(os, "sched_setscheduler"):

@@ -168,6 +168,10 @@ def deliver(
     from service.background import run_delivery_forever
 
     settings = Settings()
+    if settings.backend != "postgres":
+        # Nothing would make it the only one: ``ledger serve`` delivers on SQLite.
+        console.print("[red]ledger deliver needs PostgreSQL: on SQLite, ledger serve delivers[/]")
+        raise typer.Exit(2)
     console.print(f"ledger webhook delivery on {settings.backend}: {redact(settings.database_url)}")
     run_delivery_forever(settings, parent)
     sys.stdout.flush()
