@@ -29,6 +29,9 @@ from service.runtime import make_dispatcher, make_leadership
 
 log = logging.getLogger(__name__)
 
+AUTOGROUP_NICENESS = 19
+"""The niceness of ``ledger deliver``'s autogroup (the weakest)."""
+
 
 def run_projection_forever(settings: Settings, parent_pid: int | None = None) -> None:
     """``ledger project``: the projection and the sweeper without HTTP, until
@@ -100,13 +103,26 @@ def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> N
 
 def yield_the_cpu(settings: Settings) -> None:
     """Makes this process (every thread it starts from now on) yield the CPU
-    to the write path, on Linux: ``LEDGER_WEBHOOK_NICENESS`` nicer, and under
-    the ``SCHED_IDLE`` policy when ``LEDGER_WEBHOOK_IDLE_PRIORITY``: any task
-    of its scheduling group that wakes up preempts it at once (sched(7); with
-    autogroups, a task of another session competes with its whole group).
+    to the write path, on Linux: ``LEDGER_WEBHOOK_NICENESS`` nicer, and when
+    ``LEDGER_WEBHOOK_IDLE_PRIORITY``:
+
+    - under the ``SCHED_IDLE`` policy: a task of its scheduling group that
+      wakes up preempts it at once (sched(7));
+    - in a session of its own whose autogroup is 19 nicer, where the kernel
+      schedules sessions as groups (``/proc/sys/kernel/sched_autogroup_enabled``):
+      the write path's other sessions (PostgreSQL's backends, the HTTP
+      server's) then outweigh it 1024 to 15, where sharing a group with the
+      HTTP server would give them its whole weight (sched(7), "The autogroup
+      feature"). A process that already leads a process group (started from
+      a shell) keeps its session.
+
     Elsewhere it does nothing."""
     if settings.webhook_niceness and hasattr(os, "nice"):
         os.nice(settings.webhook_niceness)
     if settings.webhook_idle_priority and hasattr(os, "sched_setscheduler"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(OSError):
+            os.setsid()
+            with open("/proc/self/autogroup", "w") as autogroup:
+                autogroup.write(str(AUTOGROUP_NICENESS))

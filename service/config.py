@@ -55,10 +55,11 @@ class Settings(BaseSettings):
     process (SQLite, a standing-by HTTP worker). Under a full CPU, deliveries
     yield to the write path and catch up after."""
     webhook_idle_priority: bool = True
-    """``ledger deliver`` runs under Linux's ``SCHED_IDLE`` policy: it gets
-    only CPU time no other task wants, so deliveries never slow the write path
-    on a shared machine; under a CPU kept full they wait, and catch up once it
-    frees up. Set false when the dispatcher has CPU of its own."""
+    """``ledger deliver`` runs under Linux's ``SCHED_IDLE`` policy, in a
+    session whose autogroup is 19 nicer: it gets only CPU time the write path
+    leaves, so deliveries barely slow it on a shared machine; under a CPU kept
+    full they wait, and catch up once it frees up. Set false when the
+    dispatcher has CPU of its own."""
     delivery_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """``ledger deliver`` serves its Prometheus metrics (delivery attempts by
     result, their duration) on this port at ``/metrics``; unset: not served."""

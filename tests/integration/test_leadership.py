@@ -97,6 +97,11 @@ def test_ledger_serve_delivers_webhooks_from_a_nicer_process_beside_its_projecti
             assert _delivery_leader(db_url) == deliverer  # it leads, so it has started
             assert _nice(deliverer) == _nice(projector) + 10  # LEDGER_WEBHOOK_NICENESS
             assert _policy(deliverer) == os.SCHED_IDLE != _policy(projector)
+            autogroups = Path("/proc/sys/kernel/sched_autogroup_enabled")
+            if autogroups.exists() and autogroups.read_text().strip() == "1":
+                group = Path(f"/proc/{deliverer}/autogroup").read_text().split()
+                assert group[-2:] == ["nice", "19"], group  # a weak group of its own
+                assert group[0] != Path(f"/proc/{projector}/autogroup").read_text().split()[0]
             headers = {"Authorization": f"Bearer {admin}"}
             with httpx.Client(base_url=serve.url, headers=headers, timeout=10) as client:
                 created = client.post(
