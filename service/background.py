@@ -18,14 +18,13 @@ import os
 from projections.broker import make_broker
 from service.adapters import webhook_metrics
 from service.adapters.leader import DELIVERY_LOCK_KEY
-from service.adapters.migrate import migrate, startup_lock
+from service.adapters.migrate import migrate
 from service.adapters.webhook_store import open_webhook_store
-from service.application.ledger import Ledger
-from service.application.projector import ProjectionService, open_balance_view
+from service.application.projector import ProjectionService
 from service.application.sweeper import Sweeper
-from service.config import Settings, bound_connection_attempts, plan_each_statement
+from service.config import Settings, bound_connection_attempts
 from service.lifecycle import bound_the_stop, child_command, stop_requested
-from service.runtime import make_dispatcher, make_leadership
+from service.runtime import make_dispatcher, make_leadership, open_ledger
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +44,7 @@ def run_projection_forever(settings: Settings, parent_pid: int | None = None) ->
         # serve``'s HTTP workers stand by to lead either after a head start).
         if apart and settings.run_delivery:
             children.enter_context(child_command("deliver"))
-        plan_each_statement()
-        bound_connection_attempts()
-        migrate(settings)
-        with startup_lock(settings):
-            ledger = Ledger(env=settings.eventsourcing_env())
-            view = open_balance_view(settings)
+        ledger, view = open_ledger(settings)
         broker = make_broker(settings.redis_url, settings.deployment_namespace)
         leadership = make_leadership(settings)
         projection = ProjectionService(settings, broker, ledger, leadership)

@@ -117,6 +117,11 @@ def serve(
         )
 
 
+Parent = Annotated[
+    int | None, typer.Option(help="Stop when this process (the one that started it) is gone.")
+]
+"""``--parent PID`` of the background commands (``service.lifecycle.child_command``)."""
+
 STANDBY_SECONDS = 5.0
 """Head start of ``ledger serve``'s projection process over its HTTP workers."""
 
@@ -139,9 +144,7 @@ def projection_process(settings: Settings) -> Iterator[None]:
 
 @app.command()
 def project(
-    parent: Annotated[
-        int | None, typer.Option(help="Stop when this process (the server) is gone.")
-    ] = None,
+    parent: Parent = None,
 ) -> None:
     """Run the projection, bridge and expiry sweeper without HTTP, until Ctrl-C/SIGTERM.
 
@@ -160,9 +163,7 @@ def project(
 
 @app.command()
 def deliver(
-    parent: Annotated[
-        int | None, typer.Option(help="Stop when this process (its starter) is gone.")
-    ] = None,
+    parent: Parent = None,
 ) -> None:
     """Deliver the webhook outbox (one process leads per deployment), until Ctrl-C/SIGTERM."""
     from service.background import run_delivery_forever

@@ -72,12 +72,7 @@ class Runtime:
         Prints a generated admin API key once when no key exists and
         ``LEDGER_ADMIN_API_KEY`` is unset.
         """
-        plan_each_statement()
-        bound_connection_attempts()
-        migrate(settings)
-        with startup_lock(settings):
-            ledger = Ledger(env=settings.eventsourcing_env())
-            balances = open_balance_view(settings)
+        ledger, balances = open_ledger(settings)
         broker = make_broker(settings.redis_url, settings.deployment_namespace)
         keys = open_key_store(settings)
         created = bootstrap_admin(keys, settings)
@@ -171,6 +166,21 @@ class Runtime:
         await self.ledger.ledger_recorder.close_connection()
         self.ledger.close()
         self.started = False
+
+
+def open_ledger(settings: Settings) -> tuple[Ledger, BalanceView]:
+    """Readies this process for the database (each statement planned, bounded
+    connection attempts, the schema migrated), then opens the ledger and its
+    balance view under the startup lock (``service.adapters.migrate``).
+
+    Raises:
+        sqlalchemy.exc.OperationalError: the database is unreachable.
+    """
+    plan_each_statement()
+    bound_connection_attempts()
+    migrate(settings)
+    with startup_lock(settings):
+        return Ledger(env=settings.eventsourcing_env()), open_balance_view(settings)
 
 
 def make_dispatcher(

@@ -1,4 +1,4 @@
-"""Delivers the webhook outbox (Standard Webhooks), in the leader process only.
+"""Delivers the webhook outbox (Standard Webhooks), in the process leading delivery only.
 
 Each endpoint has a reader following its outbox rows in order (the order the
 projection appends in), which hands each message to the endpoint's lanes
