@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     )
     """Seconds to wait before each retry of a webhook delivery, comma-separated;
     when they are used up the delivery is ``failed`` (default: about 27 hours)."""
+    webhook_retention_seconds: float = Field(default=30 * 86_400.0, ge=0)
+    """Delivered and failed webhook messages older than this many seconds are
+    deleted (an endpoint's deliveries list shows what remains; the metrics'
+    totals keep counting them); 0 keeps them forever. Default: 30 days."""
     webhook_allow_insecure: bool = False
     """Accept ``http://`` and non-public webhook URLs (development and tests only)."""
     webhook_niceness: int = Field(default=10, ge=0, le=19)

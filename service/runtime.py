@@ -194,6 +194,7 @@ def make_dispatcher(
         settings.webhook_allow_insecure,
         leadership,
         observe=webhook_metrics.observe,
+        retention_seconds=settings.webhook_retention_seconds,
         niceness=settings.webhook_niceness if niceness is None else niceness,
     )
 

@@ -81,6 +81,17 @@ RECORD_ATTEMPT = (
     " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
 )
 ADD_TO_TOTAL = "UPDATE {totals} SET value = value + :n WHERE name = :name"
+SELECT_LAST_POSITION = "SELECT max(position) AS last FROM {outbox}"  # primary key's right edge
+PRUNE_ENDED = (
+    # The oldest ``:limit`` ended rows by primary key (the projection appends
+    # in position order, so their ``created_at`` grows with it): those created
+    # before ``:cutoff`` go. The scan is bounded by ``:limit`` rows, never the
+    # whole outbox; pending rows stay whatever their age.
+    "DELETE FROM {outbox} WHERE position <= (SELECT max(position) FROM"
+    " (SELECT position, created_at FROM {outbox} WHERE status <> 'pending'"
+    " ORDER BY position LIMIT :limit) oldest WHERE created_at < :cutoff)"
+    " AND status <> 'pending' AND created_at < :cutoff"
+)
 SELECT_TOTALS = (
     # The backlog from the partial index ledger_webhook_outbox_pending; the
     # rest from the running totals (never a count of the whole outbox).
@@ -204,6 +215,7 @@ class WebhookStore:
         self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
         self._attempt, self._totals = q(RECORD_ATTEMPT), q(SELECT_TOTALS)
         self._add_to_total = q(ADD_TO_TOTAL)
+        self._last, self._prune = q(SELECT_LAST_POSITION), q(PRUNE_ENDED)
         postgres = db.dialect.name == "postgres"
         self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
 
@@ -250,6 +262,19 @@ class WebhookStore:
         rows, _ = self._db.execute(self._first, {"endpoint_id": endpoint_id})
         first, last = rows[0]["first"], rows[0]["last"]
         return int(first) if first is not None else int(last or 0) + 1
+
+    def last_position(self) -> int:
+        """The highest position of any outbox message (0: none yet): it grows
+        whenever the projection commits new messages."""
+        rows, _ = self._db.execute(self._last, {})
+        return int(rows[0]["last"] or 0)
+
+    def prune(self, cutoff: float, limit: int) -> int:
+        """Deletes delivered and failed messages created before ``cutoff``
+        (Unix seconds), among the oldest ``limit`` ended ones; returns how many
+        went. The running totals keep counting them."""
+        _, deleted = self._db.execute(self._prune, {"cutoff": cutoff, "limit": limit})
+        return deleted
 
     def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
         """Up to ``limit`` pending messages of ``key``'s endpoint after

@@ -50,13 +50,18 @@ from service.application.delivery_lanes import (
     EndpointLanes,
     Lane,
 )
+from service.application.outbox_retention import prune_while_leading
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 10.0
 """A receiver must answer within this, connection included (contract v1.1)."""
 POLL_SECONDS = 0.1
-"""Longest wait for an endpoint's new outbox rows when nothing woke its reader."""
+"""How often the outbox's last position is read (one query for all
+endpoints): its readers read on when it grew, or when woken."""
+NEWS_SECONDS = 5.0
+"""Longest a reader waits for news before reading anyway (a safety net: the
+watch of the last position wakes it)."""
 ENDPOINTS_SECONDS = 1.0
 """How often the endpoint list is read again (deletions take effect)."""
 PAGE = 1_000
@@ -109,6 +114,7 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
         observe: Callable[[str, float], None] | None = None,
         niceness: int = 0,
+        retention_seconds: float = 0.0,
     ) -> None:
         self.store, self.retry_seconds = store, list(retry_seconds)
         self.allow_insecure, self.leadership, self.clock = allow_insecure, leadership, clock
@@ -117,6 +123,9 @@ class WebhookDispatcher:
         ``failed``) and its duration in seconds (metrics)."""
         self.niceness = niceness
         """Added to the delivery thread's niceness (its worker threads inherit it)."""
+        self.retention_seconds = retention_seconds
+        """Ended messages older than this are deleted while leading
+        (``service.application.outbox_retention``); 0: kept forever."""
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -156,18 +165,27 @@ class WebhookDispatcher:
         self._endpoints: dict[str, Endpoint] = {}
         self._recorder = AttemptRecorder(self.store.record_attempts)
         self._poster = WebhookPoster(CONNECTIONS, self.allow_insecure)
-        recording = asyncio.create_task(self._recorder.run())
+        background = [asyncio.create_task(self._recorder.run())]
+        if self.retention_seconds > 0:
+            pruning = prune_while_leading(self.store, self.retention_seconds, self.clock)
+            background.append(asyncio.create_task(pruning))
         try:
+            last, refreshed = -1, -ENDPOINTS_SECONDS
             while not self._stop.is_set() and self.leadership.is_leader.is_set():
-                await self._refresh()
-                if await asyncio.to_thread(self._wake.wait, ENDPOINTS_SECONDS):
-                    self._wake.clear()
+                if time.monotonic() - refreshed >= ENDPOINTS_SECONDS:
+                    await self._refresh()
+                    refreshed = time.monotonic()
+                woken = await asyncio.to_thread(self._wake.wait, POLL_SECONDS)
+                self._wake.clear()
+                last, grew = await self._watch(last)
+                if woken or grew:
                     for endpoint in self._endpoints.values():
                         endpoint.news.set()
         finally:
             for endpoint in self._endpoints.values():
                 endpoint.stop()
-            recording.cancel()
+            for task in background:
+                task.cancel()
             await self._poster.aclose()
 
     async def _refresh(self) -> None:
@@ -191,6 +209,16 @@ class WebhookDispatcher:
                 asyncio.create_task(self._work(endpoint)) for _ in range(WORKERS)
             ]
             self._endpoints[endpoint_id] = endpoint
+
+    async def _watch(self, last: int) -> tuple[int, bool]:
+        """The outbox's last position, and whether it grew past ``last`` (on
+        failure: unchanged, and grown, so readers look for themselves)."""
+        try:
+            now = await asyncio.to_thread(self.store.last_position)
+        except Exception:
+            log.exception("webhook outbox watch failed; readers read anyway")
+            return last, True
+        return now, now != last
 
     async def _follow(self, endpoint: Endpoint) -> None:
         """Reads the endpoint's messages in order into its lanes, pausing
@@ -230,7 +258,7 @@ class WebhookDispatcher:
             if len(rows) == PAGE:
                 return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(endpoint.news.wait(), POLL_SECONDS)
+            await asyncio.wait_for(endpoint.news.wait(), NEWS_SECONDS)
 
     async def _work(self, endpoint: Endpoint) -> None:
         while True:

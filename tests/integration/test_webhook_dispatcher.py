@@ -1,11 +1,15 @@
-"""The dispatcher over a backlog bigger than its memory: every message
-arrives once, each account's in position order, on both databases."""
+"""The dispatcher on both databases: over a backlog bigger than its memory
+every message arrives once, each account's in position order; idle endpoints
+are read again only when the outbox grows; ended messages past retention go."""
 
 from __future__ import annotations
 
 import json
+import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -14,7 +18,15 @@ from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
 from service.adapters.leader import Leadership
-from service.adapters.webhook_store import EndpointRecord, OutboxTotals, open_webhook_store
+from service.adapters.webhook_store import (
+    Attempt,
+    EndpointRecord,
+    Key,
+    OutboxTotals,
+    PendingMessage,
+    WebhookStore,
+    open_webhook_store,
+)
 from service.application import delivery_lanes, webhook_dispatcher
 from service.application.projector import open_balance_view
 from service.application.webhook_dispatcher import WebhookDispatcher
@@ -24,6 +36,7 @@ from service.domain.events import LedgerEntry
 from tests.helpers.receiver import webhook_receiver
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+SECRET = "whsec_" + "A" * 32
 
 
 def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(
@@ -75,3 +88,113 @@ def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(
             if b["data"]["entry"]["account_id"] == account.account_id
         ]
         assert positions == sorted(positions) and len(positions) == 10
+
+
+class CountingStore:
+    """The real store, counting the dispatcher's reads of new messages and of
+    the outbox's last position."""
+
+    def __init__(self, store: WebhookStore) -> None:
+        self.store, self.reads, self.watches = store, 0, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
+        self.reads += 1
+        return self.store.pending_after(key, limit)
+
+    def last_position(self) -> int:
+        self.watches += 1
+        return self.store.last_position()
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Returns once ``condition()`` holds (polled every 20 ms).
+
+    Raises:
+        AssertionError: it still does not after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def projecting(settings: Settings) -> Callable[[list[Account]], int]:
+    """Projects the accounts' new entries with the outbox, after the
+    previous call's; returns the last position."""
+    view = open_balance_view(settings)
+    assert isinstance(view, BalanceTable)
+    view.outbox = Outbox(view.dialect)
+    last = 0
+
+    def project(accounts: list[Account]) -> int:
+        nonlocal last
+        entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
+        batch = [(e, p) for p, e in enumerate(entries, start=last + 1)]
+        assert view.apply_batch(plan_batch(batch), tracking_at(last + len(batch)), last)
+        last += len(batch)
+        return last
+
+    return project
+
+
+def test_idle_endpoints_are_read_again_only_once_the_outbox_grows(settings: Settings) -> None:
+    store = CountingStore(open_webhook_store(settings))
+    project = projecting(settings)
+    account = Account(account_id="user-1")
+    account.purchase(1_000, expires_at=None, now=NOW)
+    with webhook_receiver() as receiver:
+        for n in range(5):
+            store.add(
+                EndpointRecord(f"ep-{n}", receiver.url, ("entry.created",), None, None, SECRET, "t")
+            )
+        project([account])
+        leadership = Leadership(None)
+        leadership.start()
+        dispatcher = WebhookDispatcher(store, [0.1], True, leadership)  # type: ignore[arg-type]
+        dispatcher.start()
+        try:
+            receiver.wait_for(5)
+            wait_until(lambda: store.totals().delivered == 5)
+            reads, watches = store.reads, store.watches
+            wait_until(lambda: store.watches >= watches + 20)  # about 2 s of watching
+            # One read per endpoint at most (its safety net), not one per watch.
+            assert store.reads - reads <= 5
+            account.consume(1, now=NOW)
+            project([account])  # nobody wakes the dispatcher: its watch sees it
+            receiver.wait_for(10)
+        finally:
+            dispatcher.stop()
+    store.close()
+
+
+def test_the_leading_dispatcher_prunes_ended_messages_past_retention_and_keeps_pending_ones(
+    settings: Settings,
+) -> None:
+    store = open_webhook_store(settings)
+    project = projecting(settings)
+    account = Account(account_id="user-1")
+    account.purchase(1_000, expires_at=None, now=NOW)
+    account.consume(1, now=NOW)
+    with socket.socket() as closed:  # a port nobody listens on: every attempt fails
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
+    store.add(EndpointRecord("ep", url, ("entry.created",), None, None, "whsec_" + "A" * 32, "t"))
+    project([account])
+    store.record_attempts([Attempt((1, "ep", 0), "delivered", 204, None, None)])
+    leadership = Leadership(None)
+    leadership.start()
+    an_hour_later = lambda: time.time() + 3600  # noqa: E731
+    dispatcher = WebhookDispatcher(
+        store, [3600], True, leadership, clock=an_hour_later, retention_seconds=60
+    )
+    dispatcher.start()
+    try:  # the first message goes; the second, pending (retried in an hour), stays
+        wait_until(lambda: [r["status"] for r in store.deliveries("ep", 10)] == ["pending"])
+    finally:
+        dispatcher.stop()
+    totals = store.totals()
+    assert (totals.pending, totals.delivered, totals.failed) == (1, 1, 0)
+    store.close()

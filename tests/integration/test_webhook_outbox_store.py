@@ -1,9 +1,10 @@
 """The webhook outbox on both databases: the projection writes messages, the
-dispatcher's store reads them in key order, per account, and records
-attempts in one transaction."""
+dispatcher's store reads them in key order, per account, records
+attempts in one transaction, and prunes ended messages past retention."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -20,6 +21,7 @@ from service.adapters.webhook_store import (
     WebhookStore,
     open_webhook_store,
 )
+from service.application.outbox_retention import prune_once
 from service.application.projector import open_balance_view
 from service.config import Settings
 from service.domain.account import Account
@@ -106,3 +108,31 @@ def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
     assert store.pending_after((0, "ep-a", 0), 10) == []
     assert store.first_to_deliver("ep-a") == 3  # after every message
     assert store.totals() == OutboxTotals(pending=0, delivered=1, failed=1, attempts=3)
+
+
+def test_ended_messages_past_retention_are_pruned_oldest_first_and_pending_ones_stay(
+    settings: Settings, store: WebhookStore
+) -> None:
+    store.add(endpoint("ep-a"))
+    account = Account(account_id="user-1")
+    account.purchase(100, expires_at=None, now=NOW)
+    for _ in range(3):
+        account.consume(1, now=NOW)
+    assert store.last_position() == 0
+    project(settings, [account], 0)
+    assert store.last_position() == 4
+    store.record_attempts(
+        [
+            Attempt((1, "ep-a", 0), "delivered", 204, None, None),
+            Attempt((2, "ep-a", 0), "failed", 500, "oops", None),
+            Attempt((3, "ep-a", 0), "pending", 500, "oops", 1234.5),
+        ]
+    )
+    assert store.prune(time.time() - 3600, 100) == 0  # all younger than an hour
+    assert store.prune(time.time() + 1, 1) == 1  # the oldest ended one only
+    assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["pending", "pending", "failed"]
+    assert prune_once(store, time.time() + 1, batch=1) == 1
+    assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["pending", "pending"]
+    assert [m.key[0] for m in store.pending_after((0, "ep-a", 0), 10)] == [3, 4]
+    assert store.totals() == OutboxTotals(pending=2, delivered=1, failed=1, attempts=3)
+    assert store.last_position() == 4
