@@ -82,15 +82,20 @@ RECORD_ATTEMPT = (
 )
 ADD_TO_TOTAL = "UPDATE {totals} SET value = value + :n WHERE name = :name"
 SELECT_LAST_POSITION = "SELECT max(position) AS last FROM {outbox}"  # primary key's right edge
-PRUNE_ENDED = (
-    # The oldest ``:limit`` ended rows by primary key (the projection appends
-    # in position order, so their ``created_at`` grows with it): those created
-    # before ``:cutoff`` go. The scan is bounded by ``:limit`` rows, never the
-    # whole outbox; pending rows stay whatever their age.
-    "DELETE FROM {outbox} WHERE position <= (SELECT max(position) FROM"
-    " (SELECT position, created_at FROM {outbox} WHERE status <> 'pending'"
-    " ORDER BY position LIMIT :limit) oldest WHERE created_at < :cutoff)"
-    " AND status <> 'pending' AND created_at < :cutoff"
+SELECT_PRUNABLE = (
+    # The last position among the oldest ``:limit`` ended rows by primary key
+    # that were created before ``:cutoff`` (the projection appends in position
+    # order, so ``created_at`` grows with it): a scan of ``:limit`` rows at
+    # most, never the whole outbox.
+    "SELECT max(position) AS upto FROM (SELECT position, created_at FROM {outbox}"
+    " WHERE status <> 'pending' ORDER BY position LIMIT :limit) oldest"
+    " WHERE created_at < :cutoff"
+)
+DELETE_ENDED = (
+    # A range of the primary key (a parameter, so the planner sees how short
+    # it is); pending rows stay whatever their age.
+    "DELETE FROM {outbox} WHERE position <= :upto AND status <> 'pending'"
+    " AND created_at < :cutoff"
 )
 SELECT_TOTALS = (
     # The backlog from the partial index ledger_webhook_outbox_pending; the
@@ -215,7 +220,8 @@ class WebhookStore:
         self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
         self._attempt, self._totals = q(RECORD_ATTEMPT), q(SELECT_TOTALS)
         self._add_to_total = q(ADD_TO_TOTAL)
-        self._last, self._prune = q(SELECT_LAST_POSITION), q(PRUNE_ENDED)
+        self._last = q(SELECT_LAST_POSITION)
+        self._prunable, self._delete_ended = q(SELECT_PRUNABLE), q(DELETE_ENDED)
         postgres = db.dialect.name == "postgres"
         self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
 
@@ -273,7 +279,11 @@ class WebhookStore:
         """Deletes delivered and failed messages created before ``cutoff``
         (Unix seconds), among the oldest ``limit`` ended ones; returns how many
         went. The running totals keep counting them."""
-        _, deleted = self._db.execute(self._prune, {"cutoff": cutoff, "limit": limit})
+        rows, _ = self._db.execute(self._prunable, {"cutoff": cutoff, "limit": limit})
+        upto = rows[0]["upto"]
+        if upto is None:
+            return 0
+        _, deleted = self._db.execute(self._delete_ended, {"upto": upto, "cutoff": cutoff})
         return deleted
 
     def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
