@@ -94,8 +94,7 @@ SELECT_PRUNABLE = (
 DELETE_ENDED = (
     # A range of the primary key (a parameter, so the planner sees how short
     # it is); pending rows stay whatever their age.
-    "DELETE FROM {outbox} WHERE position <= :upto AND status <> 'pending'"
-    " AND created_at < :cutoff"
+    "DELETE FROM {outbox} WHERE position <= :upto AND status <> 'pending' AND created_at < :cutoff"
 )
 SELECT_TOTALS = (
     # The backlog from the partial index ledger_webhook_outbox_pending; the
