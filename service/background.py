@@ -16,7 +16,6 @@ import logging
 import os
 
 from projections.broker import make_broker
-from service.adapters import webhook_metrics
 from service.adapters.leader import DELIVERY_LOCK_KEY
 from service.adapters.migrate import migrate
 from service.adapters.webhook_store import open_webhook_store
@@ -82,8 +81,6 @@ def run_delivery_forever(settings: Settings, parent_pid: int | None = None) -> N
     leadership = make_leadership(settings, DELIVERY_LOCK_KEY)
     store = open_webhook_store(settings)
     dispatcher = make_dispatcher(settings, store, leadership, niceness=0)
-    if settings.delivery_metrics_port is not None:
-        webhook_metrics.serve(settings.delivery_metrics_port)
     done = stop_requested(parent_pid)
     leadership.start()
     dispatcher.start()

@@ -64,9 +64,6 @@ class Settings(BaseSettings):
     leaves, so deliveries barely slow it on a shared machine; under a CPU kept
     full they wait, and catch up once it frees up. Set false when the
     dispatcher has CPU of its own."""
-    delivery_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    """``ledger deliver`` serves its Prometheus metrics (delivery attempts by
-    result, their duration) on this port at ``/metrics``; unset: not served."""
     run_delivery: bool = True
     """``ledger project`` on PostgreSQL starts the webhook dispatcher in a
     process of its own (``ledger deliver``); set false to run ``ledger

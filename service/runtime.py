@@ -14,7 +14,6 @@ from projections.balances import BalanceView
 from projections.broker import Broker, make_broker
 from projections.channels import KEYS
 from projections.hub import StreamHub
-from service.adapters import webhook_metrics
 from service.adapters.availability import DatabaseGuard
 from service.adapters.key_cache import KeyCache
 from service.adapters.keys import KeyStore, bootstrap_admin, open_key_store
@@ -193,7 +192,6 @@ def make_dispatcher(
         settings.webhook_retry_delays,
         settings.webhook_allow_insecure,
         leadership,
-        observe=webhook_metrics.observe,
         retention_seconds=settings.webhook_retention_seconds,
         niceness=settings.webhook_niceness if niceness is None else niceness,
     )

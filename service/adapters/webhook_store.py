@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from service.adapters.connections import Connections, PostgresConnections, SQLiteConnection
@@ -80,7 +80,15 @@ RECORD_ATTEMPT = (
     " next_attempt_at = :next_attempt_at"
     " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
 )
-ADD_TO_TOTAL = "UPDATE {totals} SET value = value + :n WHERE name = :name"
+ADD_TO_TOTAL = (  # a total appears at its first addition (the latency buckets)
+    "INSERT INTO {totals} AS t (name, value) VALUES (:name, :n)"
+    " ON CONFLICT (name) DO UPDATE SET value = t.value + excluded.value"
+)
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Upper bounds (seconds) of the delivery latency histogram's buckets, and
+``+Inf``: each has a running total ``latency_le_<bound>`` of the attempts
+that took at most that long; ``latency_sum_us`` adds their microseconds."""
+
 SELECT_LAST_POSITION = "SELECT max(position) AS last FROM {outbox}"  # primary key's right edge
 SELECT_PRUNABLE = (
     # The last position among the oldest ``:limit`` ended rows by primary key
@@ -149,17 +157,42 @@ class Attempt:
     response_status: int | None
     error: str | None
     next_attempt_at: float | None
+    seconds: float | None = None
+    """From sending to the answer or failure (``None``: not sent, or not timed)."""
+
+
+@dataclass(frozen=True)
+class LatencyTotals:
+    """Timed delivery attempts so far (all processes): ``buckets``, one
+    cumulative count per bound of :data:`LATENCY_BUCKETS` then ``+Inf``, and
+    ``sum``, their total duration in seconds."""
+
+    buckets: tuple[int, ...]
+    sum: float
 
 
 @dataclass(frozen=True)
 class OutboxTotals:
     """Messages ``pending`` (the backlog), ``delivered`` and ``failed`` so
-    far, and every delivery ``attempts`` recorded (all processes)."""
+    far, every delivery ``attempts`` recorded, and their ``latency`` (all
+    processes)."""
 
     pending: int
     delivered: int
     failed: int
     attempts: int
+    latency: LatencyTotals = field(
+        default=LatencyTotals((0,) * (len(LATENCY_BUCKETS) + 1), 0.0), compare=False
+    )
+
+
+BUCKET_NAMES = (*(f"latency_le_{bound}" for bound in LATENCY_BUCKETS), "latency_le_+Inf")
+
+
+def _bucket_names(seconds: float) -> list[str]:
+    """The running totals one attempt of ``seconds`` adds 1 to (cumulative buckets)."""
+    bounds = (*LATENCY_BUCKETS, float("inf"))
+    return [name for bound, name in zip(bounds, BUCKET_NAMES, strict=True) if seconds <= bound]
 
 
 def _attempt_params(a: Attempt) -> dict[str, Any]:
@@ -322,27 +355,28 @@ class WebhookStore:
             recorded = (self._attempts, [as_arrays(rows)])
         else:
             recorded = (self._attempt, rows)
-        ended = Counter(a.status for a in attempts)
-        totals = [
-            {"name": name, "n": n}
-            for name, n in (
-                ("delivered", ended["delivered"]),
-                ("failed", ended["failed"]),
-                ("attempts", len(attempts)),
-            )
-            if n
-        ]
+        added = Counter(a.status for a in attempts if a.status != "pending")
+        added["attempts"] = len(attempts)
+        for seconds in (a.seconds for a in attempts if a.seconds is not None):
+            added["latency_sum_us"] += round(seconds * 1_000_000)
+            added.update(_bucket_names(seconds))
+        totals = [{"name": name, "n": n} for name, n in sorted(added.items()) if n]
         self._db.execute_batches([recorded, (self._add_to_total, totals)])
 
     def totals(self) -> OutboxTotals:
         """The outbox's backlog and its delivery totals (metrics)."""
         rows, _ = self._db.execute(self._totals, {})
         values = {row["name"]: int(row["value"]) for row in rows}
+        latency = LatencyTotals(
+            tuple(values.get(name, 0) for name in BUCKET_NAMES),
+            values.get("latency_sum_us", 0) / 1_000_000,
+        )
         return OutboxTotals(
             values.get("pending", 0),
             values.get("delivered", 0),
             values.get("failed", 0),
             values.get("attempts", 0),
+            latency,
         )
 
     def close(self) -> None:

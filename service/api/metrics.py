@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.application.webhooks import OutboxTotals
+from service.application.webhooks import LATENCY_BUCKETS, OutboxTotals
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +26,14 @@ UNMATCHED = "unmatched"
 
 
 class WebhookCollector(Collector):
-    """Gauges of the webhook outbox, read at each scrape (every process shows
-    the whole deployment's): its backlog, and the running totals the
-    dispatcher keeps in the transactions that record its attempts."""
+    """The webhook outbox, read at each scrape (every process shows the whole
+    deployment's): its backlog, and the running totals the dispatcher keeps
+    in the transactions that record its attempts (results, latency histogram)."""
 
     def __init__(self, read: Callable[[], OutboxTotals | None]) -> None:
         self._read = read
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         totals = self._read()
         if totals is None:
             return
@@ -59,6 +59,13 @@ class WebhookCollector(Collector):
         results.add_metric(["success"], totals.delivered)
         results.add_metric(["error"], totals.attempts - totals.delivered)
         yield results
+        bounds = [*map(str, LATENCY_BUCKETS), "+Inf"]
+        yield HistogramMetricFamily(
+            "ledger_webhook_delivery_duration_seconds",
+            "Time from sending a webhook to its answer or failure (all processes)",
+            buckets=list(zip(bounds, totals.latency.buckets, strict=True)),
+            sum_value=totals.latency.sum,
+        )
 
 
 class LedgerCollector(Collector):

@@ -112,15 +112,11 @@ class WebhookDispatcher:
         allow_insecure: bool,
         leadership: Leadership,
         clock: Callable[[], float] = time.time,
-        observe: Callable[[str, float], None] | None = None,
         niceness: int = 0,
         retention_seconds: float = 0.0,
     ) -> None:
         self.store, self.retry_seconds = store, list(retry_seconds)
         self.allow_insecure, self.leadership, self.clock = allow_insecure, leadership, clock
-        self.observe = observe
-        """Called with each attempt's result (``delivered``, ``retry``,
-        ``failed``) and its duration in seconds (metrics)."""
         self.niceness = niceness
         """Added to the delivery thread's niceness (its worker threads inherit it)."""
         self.retention_seconds = retention_seconds
@@ -320,16 +316,17 @@ class WebhookDispatcher:
             endpoint.news.set()  # room for a page: read on
 
     async def _attempt(self, endpoint: Endpoint, message: PendingMessage) -> Attempt:
-        started = time.monotonic()
         status: int | None = None
-        error = endpoint.unsafe
+        error, seconds = endpoint.unsafe, None
         if error is None:
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(TIMEOUT_SECONDS):
                     status, excerpt = await self._post(endpoint, message)
                 error = None if 200 <= status < 300 else excerpt
             except Exception as failure:  # any failure is the attempt's: recorded, retried
                 error = f"{type(failure).__name__}: {failure}"[:EXCERPT]
+            seconds = time.monotonic() - started
         attempts = message.attempts + 1
         if status is not None and 200 <= status < 300:
             outcome, next_at = "delivered", None
@@ -337,9 +334,7 @@ class WebhookDispatcher:
             outcome, next_at = "failed", None
         else:
             outcome, next_at = "pending", self.clock() + self.retry_seconds[attempts - 1]
-        if self.observe is not None:
-            self.observe("retry" if outcome == "pending" else outcome, time.monotonic() - started)
-        return Attempt(message.key, outcome, status, error, next_at)
+        return Attempt(message.key, outcome, status, error, next_at, seconds)
 
     async def _post(self, endpoint: Endpoint, message: PendingMessage) -> tuple[int, str]:
         """The response's status and the start of its body (never more is read)."""

@@ -233,7 +233,7 @@ def _metric(client: TestClient, name: str) -> float:
     raise AssertionError(f"no {name} in /metrics")
 
 
-def test_the_outbox_metrics_count_messages_and_attempts_by_result(
+def test_the_outbox_metrics_count_messages_attempts_by_result_and_their_latency(
     app_factory: AppFactory,
 ) -> None:
     with webhook_receiver() as receiver, app_factory() as client:
@@ -246,6 +246,10 @@ def test_the_outbox_metrics_count_messages_and_attempts_by_result(
         assert _metric(client, 'ledger_webhook_messages{status="pending"}') == 0
         assert _metric(client, 'ledger_webhook_attempts_recorded{result="success"}') == 1
         assert _metric(client, 'ledger_webhook_attempts_recorded{result="error"}') == 1
+        # Both attempts timed, deployment-wide: a local receiver answers in under 10 s.
+        assert _metric(client, "ledger_webhook_delivery_duration_seconds_count") == 2
+        assert _metric(client, 'ledger_webhook_delivery_duration_seconds_bucket{le="10.0"}') == 2
+        assert 0 < _metric(client, "ledger_webhook_delivery_duration_seconds_sum") < 20
 
 
 def test_a_message_retried_holds_back_the_next_until_it_has_failed(

@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from service.adapters.leader import DELIVERY_LOCK_KEY, Leadership
 from tests.helpers.processes import serving_ledgers
 from tests.helpers.receiver import webhook_receiver
-from tests.helpers.servers import free_port, fresh_postgres_database
+from tests.helpers.servers import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,6 @@ def test_ledger_serve_delivers_webhooks_from_a_nicer_process_beside_its_projecti
             "LEDGER_SECRET_KEY": "leader-test-secret-0123456789abcdef",
             "LEDGER_LOG_LEVEL": "warning",
             "LEDGER_WEBHOOK_ALLOW_INSECURE": "true",
-            "LEDGER_DELIVERY_METRICS_PORT": str(metrics_port := free_port()),
         }
         with serving_ledgers(settings, tmp_path) as (serve,):
             (projector,) = _children(serve.process.pid)
@@ -114,17 +113,18 @@ def test_ledger_serve_delivers_webhooks_from_a_nicer_process_beside_its_projecti
             (call,) = receiver.wait_for(1)
             payload = Webhook(created.json()["secret"]).verify(call.body, call.headers)
             assert payload["data"]["entry"]["id"] == bought.json()["entry"]["id"]
-            metrics = _delivery_metrics(metrics_port)
-            assert 'ledger_webhook_delivery_attempts_total{result="delivered"} 1.0' in metrics
+            metrics = _recorded_metrics(serve.url)  # the HTTP worker shows the deployment's
+            assert 'ledger_webhook_attempts_recorded{result="success"} 1.0' in metrics
             assert "ledger_webhook_delivery_duration_seconds_count 1.0" in metrics
         _wait_gone(deliverer)
 
 
-def _delivery_metrics(port: int) -> str:
-    """The deliverer's metrics once its one attempt is counted (it is counted
-    just after the receiver answered)."""
+def _recorded_metrics(url: str) -> str:
+    """The server's metrics once the deliverer's one attempt is recorded (it
+    is, just after the receiver answered)."""
     deadline = time.monotonic() + 5
-    while "result=" not in (text := httpx.get(f"http://127.0.0.1:{port}/metrics").text):
+    recorded = 'ledger_webhook_messages{status="delivered"} 1.0'
+    while recorded not in (text := httpx.get(f"{url}/metrics").text):
         assert time.monotonic() < deadline, text
         time.sleep(0.05)
     return text

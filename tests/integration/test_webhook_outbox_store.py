@@ -92,10 +92,13 @@ def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
     project(settings, [account], 0)
     store.record_attempts(
         [
-            Attempt((1, "ep-a", 0), "delivered", 204, None, None),
-            Attempt((2, "ep-a", 0), "pending", 500, "oops", 1234.5),
+            Attempt((1, "ep-a", 0), "delivered", 204, None, None, seconds=0.02),
+            Attempt((2, "ep-a", 0), "pending", 500, "oops", 1234.5, seconds=3.0),
         ]
     )
+    latency = store.totals().latency  # buckets ≤ 0.01, 0.025, … 5, 10 s, +Inf
+    assert latency.buckets == (0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2)
+    assert latency.sum == pytest.approx(3.02)
     (again,) = store.pending_after((0, "ep-a", 0), 10)
     assert (again.key, again.attempts, again.next_attempt_at) == ((2, "ep-a", 0), 1, 1234.5)
     assert store.first_to_deliver("ep-a") == 2

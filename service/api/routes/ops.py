@@ -9,7 +9,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from service.adapters import webhook_metrics
 from service.api.deps import RuntimeDep
 from service.api.errors import problem_response
 from service.api.metrics import Metrics
@@ -88,5 +87,4 @@ async def metrics(request: Request) -> Response:
     except Exception:
         registry.webhooks = None
     payload = await run_in_threadpool(generate_latest, registry.registry)
-    payload += await run_in_threadpool(generate_latest, webhook_metrics.REGISTRY)
     return Response(payload, media_type=CONTENT_TYPE_LATEST)
