@@ -166,7 +166,8 @@ class WebhookDispatcher:
             pruning = prune_while_leading(self.store, self.retention_seconds, self.clock)
             background.append(asyncio.create_task(pruning))
         try:
-            last, refreshed = -1, -ENDPOINTS_SECONDS
+            # Readers read once when they start: news is what comes after.
+            (last, _), refreshed = await self._watch(-1), -ENDPOINTS_SECONDS
             while not self._stop.is_set() and self.leadership.is_leader.is_set():
                 if time.monotonic() - refreshed >= ENDPOINTS_SECONDS:
                     await self._refresh()
@@ -245,13 +246,14 @@ class WebhookDispatcher:
         if not endpoint.paused:
             rows = await asyncio.to_thread(self.store.pending_after, endpoint.cursor, PAGE)
             for message in rows:
-                if endpoint.lanes.full:
-                    break  # read on from here once there is room
+                if endpoint.lanes.full:  # read on from here once there is room
+                    endpoint.paused = True  # (the workers wake it then)
+                    break
                 lane = endpoint.lanes.admit(message)
                 if lane is not None:
                     endpoint.ready.put_nowait(lane)
                 endpoint.cursor = message.key
-            if len(rows) == PAGE:
+            if len(rows) == PAGE and not endpoint.paused:
                 return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(endpoint.news.wait(), NEWS_SECONDS)
