@@ -3,8 +3,11 @@
 Endpoints keep their signing secret (``whsec_`` + base64), since every
 delivery is signed with it (Standard Webhooks). Outbox rows are written by the
 projection (``projections.views``, same transaction as the balances); this
-store reads them for the dispatcher and records each attempt. Statements are
-written once (``service.adapters.dialect``); tables come from migrations 0005 to 0007.
+store reads them for the dispatcher, records each attempt and adds it to the
+running totals (``ledger_webhook_totals``: ``delivered``, ``failed``,
+``attempts`` and the latency histogram's ``latency_*``), and prunes ended
+messages past retention. Statements are written once
+(``service.adapters.dialect``); tables come from migrations 0005 to 0007.
 """
 
 from __future__ import annotations
@@ -90,19 +93,24 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 that took at most that long; ``latency_sum_us`` adds their microseconds."""
 
 SELECT_LAST_POSITION = "SELECT max(position) AS last FROM {outbox}"  # primary key's right edge
+SELECT_OLDEST_AFTER = (
+    "SELECT created_at FROM {outbox} WHERE position > :after ORDER BY position LIMIT 1"
+)
 SELECT_PRUNABLE = (
-    # The last position among the oldest ``:limit`` ended rows by primary key
-    # that were created before ``:cutoff`` (the projection appends in position
-    # order, so ``created_at`` grows with it): a scan of ``:limit`` rows at
-    # most, never the whole outbox.
-    "SELECT max(position) AS upto FROM (SELECT position, created_at FROM {outbox}"
-    " WHERE status <> 'pending' ORDER BY position LIMIT :limit) oldest"
-    " WHERE created_at < :cutoff"
+    # The next ``:limit`` rows by primary key after ``:after``, whatever their
+    # status: the scan never goes further. The projection appends in position
+    # order, so ``created_at`` grows with it: the range to prune ends before
+    # the first row created at ``:cutoff`` or later.
+    "SELECT max(position) AS last, count(*) AS scanned,"
+    " min(CASE WHEN created_at >= :cutoff THEN position END) AS newer"
+    " FROM (SELECT position, created_at FROM {outbox} WHERE position > :after"
+    " ORDER BY position LIMIT :limit) batch"
 )
 DELETE_ENDED = (
-    # A range of the primary key (a parameter, so the planner sees how short
+    # A range of the primary key (parameters, so the planner sees how short
     # it is); pending rows stay whatever their age.
-    "DELETE FROM {outbox} WHERE position <= :upto AND status <> 'pending' AND created_at < :cutoff"
+    "DELETE FROM {outbox} WHERE position > :after AND position <= :upto"
+    " AND status <> 'pending' AND created_at < :cutoff"
 )
 SELECT_TOTALS = (
     # The backlog from the partial index ledger_webhook_outbox_pending; the
@@ -253,7 +261,8 @@ class WebhookStore:
         self._attempt, self._totals = q(RECORD_ATTEMPT), q(SELECT_TOTALS)
         self._add_to_total = q(ADD_TO_TOTAL)
         self._last = q(SELECT_LAST_POSITION)
-        self._prunable, self._delete_ended = q(SELECT_PRUNABLE), q(DELETE_ENDED)
+        self._oldest_after, self._prunable = q(SELECT_OLDEST_AFTER), q(SELECT_PRUNABLE)
+        self._delete_ended = q(DELETE_ENDED)
         postgres = db.dialect.name == "postgres"
         self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
 
@@ -307,16 +316,27 @@ class WebhookStore:
         rows, _ = self._db.execute(self._last, {})
         return int(rows[0]["last"] or 0)
 
-    def prune(self, cutoff: float, limit: int) -> int:
-        """Deletes delivered and failed messages created before ``cutoff``
-        (Unix seconds), among the oldest ``limit`` ended ones; returns how many
-        went. The running totals keep counting them."""
-        rows, _ = self._db.execute(self._prunable, {"cutoff": cutoff, "limit": limit})
-        upto = rows[0]["upto"]
-        if upto is None:
-            return 0
-        _, deleted = self._db.execute(self._delete_ended, {"upto": upto, "cutoff": cutoff})
-        return deleted
+    def prune(self, cutoff: float, after: int, limit: int) -> tuple[int, int | None]:
+        """Deletes the delivered and failed messages created before ``cutoff``
+        (Unix seconds) among the next ``limit`` messages after position
+        ``after``; returns how many went and the position to go on after
+        (``None``: nothing older than ``cutoff`` lies further). The running
+        totals keep counting what went."""
+        rows, _ = self._db.execute(self._oldest_after, {"after": after})
+        if not rows or rows[0]["created_at"] >= cutoff:  # the usual case: one row read
+            return 0, None
+        rows, _ = self._db.execute(
+            self._prunable, {"cutoff": cutoff, "after": after, "limit": limit}
+        )
+        last, scanned, newer = rows[0]["last"], int(rows[0]["scanned"]), rows[0]["newer"]
+        upto = int(newer) - 1 if newer is not None else last
+        if upto is None or upto <= after:
+            return 0, None
+        _, deleted = self._db.execute(
+            self._delete_ended, {"after": after, "upto": upto, "cutoff": cutoff}
+        )
+        more = newer is None and scanned == limit
+        return deleted, int(upto) if more else None
 
     def pending_after(self, key: Key, limit: int) -> list[PendingMessage]:
         """Up to ``limit`` pending messages of ``key``'s endpoint after

@@ -44,7 +44,7 @@ class WebhookCollector(Collector):
         )
         messages = GaugeMetricFamily(
             "ledger_webhook_messages",
-            "Webhook messages in the outbox, by status",
+            "Webhook messages by status: pending now, delivered and failed since the start",
             labels=["status"],
         )
         messages.add_metric(["pending"], totals.pending)
@@ -53,7 +53,7 @@ class WebhookCollector(Collector):
         yield messages
         results = GaugeMetricFamily(
             "ledger_webhook_attempts_recorded",
-            "Delivery attempts recorded in the outbox, by result (all processes)",
+            "Delivery attempts recorded since the start, by result (all processes)",
             labels=["result"],
         )
         results.add_metric(["success"], totals.delivered)

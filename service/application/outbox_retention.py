@@ -2,10 +2,13 @@
 
 Delivered and failed messages older than ``LEDGER_WEBHOOK_RETENTION_SECONDS``
 (default 30 days) are deleted by the process leading delivery, every
-:data:`PRUNE_SECONDS`, :data:`BATCH` at a time so no transaction holds the
-outbox long. Pending messages stay whatever their age (a retry may still be
-due), the running totals behind the metrics keep counting what went, and an
-endpoint's deliveries list shows what remains.
+:data:`PRUNE_SECONDS`: it walks the outbox from its oldest message, :data:`BATCH`
+rows per transaction so none holds the outbox long, and stops at the first
+message younger than the retention (messages are appended in time order), so
+a pruning that finds nothing to delete reads a row or two. Pending messages
+stay whatever their age (a retry may still be due), the running totals behind
+the metrics keep counting what went, and an endpoint's deliveries list shows
+what remains.
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ BATCH = 10_000
 
 
 class PrunableOutbox(Protocol):
-    def prune(self, cutoff: float, limit: int) -> int: ...
+    def prune(self, cutoff: float, after: int, limit: int) -> tuple[int, int | None]: ...
 
 
-def prune_once(outbox: PrunableOutbox, cutoff: float, batch: int = BATCH) -> int:
+async def prune_once(outbox: PrunableOutbox, cutoff: float, batch: int = BATCH) -> int:
     """Deletes every ended message created before ``cutoff`` (Unix seconds),
-    ``batch`` per transaction; returns how many went."""
-    total = 0
+    walking the outbox from its oldest message ``batch`` rows per transaction
+    (each in a thread; cancelling stops it between two); returns how many went."""
+    total, after = 0, 0
     while True:
-        deleted = outbox.prune(cutoff, batch)
+        deleted, resume = await asyncio.to_thread(outbox.prune, cutoff, after, batch)
         total += deleted
-        if deleted < batch:
+        if resume is None:
             return total
+        after = resume
 
 
 async def prune_while_leading(
@@ -45,7 +50,7 @@ async def prune_while_leading(
     :data:`PRUNE_SECONDS`, until cancelled (the dispatcher's leadership ends)."""
     while True:
         try:
-            deleted = await asyncio.to_thread(prune_once, outbox, clock() - retention_seconds)
+            deleted = await prune_once(outbox, clock() - retention_seconds)
             if deleted:
                 log.info("webhook outbox: %d ended messages past retention deleted", deleted)
         except Exception:

@@ -58,7 +58,8 @@ TIMEOUT_SECONDS = 10.0
 """A receiver must answer within this, connection included (contract v1.1)."""
 POLL_SECONDS = 0.1
 """How often the outbox's last position is read (one query for all
-endpoints): its readers read on when it grew, or when woken."""
+endpoints; its readers read on when it grew, or when woken), and how long a
+lane waiting for room in its endpoint waits before it tries again."""
 NEWS_SECONDS = 5.0
 """Longest a reader waits for news before reading anyway (a safety net: the
 watch of the last position wakes it)."""
@@ -303,6 +304,7 @@ class WebhookDispatcher:
         if wait > 0:  # a retry from before this process led
             lanes.hold_back(lane, head)
             loop.call_later(wait, endpoint.ready.put_nowait, lane)
+            self._wake_if_room(endpoint)
             return
         attempt = await self._attempt(endpoint, head)
         await self._recorder.record(attempt)
@@ -310,12 +312,18 @@ class WebhookDispatcher:
             due = attempt.next_attempt_at
             lanes.hold_back(lane, replace(head, attempts=head.attempts + 1, next_attempt_at=due))
             loop.call_later(due - self.clock(), endpoint.ready.put_nowait, lane)
+            self._wake_if_room(endpoint)
             return
         if lanes.done(lane):
             endpoint.ready.put_nowait(lane)
-        if endpoint.paused and lanes.held <= ENDPOINT_MESSAGES - PAGE:
+        self._wake_if_room(endpoint)
+
+    @staticmethod
+    def _wake_if_room(endpoint: Endpoint) -> None:
+        """Wakes the endpoint's paused reader once its lanes have room for a page."""
+        if endpoint.paused and endpoint.lanes.held <= ENDPOINT_MESSAGES - PAGE:
             endpoint.paused = False
-            endpoint.news.set()  # room for a page: read on
+            endpoint.news.set()
 
     async def _attempt(self, endpoint: Endpoint, message: PendingMessage) -> Attempt:
         status: int | None = None

@@ -4,6 +4,7 @@ attempts in one transaction, and prunes ended messages past retention."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -113,29 +114,52 @@ def test_attempts_are_recorded_together_and_only_pending_ones_are_read_again(
     assert store.totals() == OutboxTotals(pending=0, delivered=1, failed=1, attempts=3)
 
 
-def test_ended_messages_past_retention_are_pruned_oldest_first_and_pending_ones_stay(
+def test_pruning_walks_the_outbox_in_batches_and_deletes_only_ended_messages(
     settings: Settings, store: WebhookStore
 ) -> None:
     store.add(endpoint("ep-a"))
     account = Account(account_id="user-1")
     account.purchase(100, expires_at=None, now=NOW)
-    for _ in range(3):
+    for _ in range(4):
         account.consume(1, now=NOW)
     assert store.last_position() == 0
     project(settings, [account], 0)
-    assert store.last_position() == 4
+    assert store.last_position() == 5
     store.record_attempts(
         [
             Attempt((1, "ep-a", 0), "delivered", 204, None, None),
             Attempt((2, "ep-a", 0), "failed", 500, "oops", None),
             Attempt((3, "ep-a", 0), "pending", 500, "oops", 1234.5),
+            Attempt((4, "ep-a", 0), "delivered", 204, None, None),
         ]
     )
-    assert store.prune(time.time() - 3600, 100) == 0  # all younger than an hour
-    assert store.prune(time.time() + 1, 1) == 1  # the oldest ended one only
-    assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["pending", "pending", "failed"]
-    assert prune_once(store, time.time() + 1, batch=1) == 1
+    later = time.time() + 1
+    assert store.prune(time.time() - 3600, 0, 100) == (0, None)  # all younger than an hour
+    assert store.prune(later, 0, 2) == (2, 2)  # positions 1 and 2; more may follow
+    assert store.prune(later, 2, 2) == (1, 4)  # 4 goes, 3 is pending and stays
+    assert store.prune(later, 4, 2) == (0, None)  # 5 is pending, and the last
     assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["pending", "pending"]
-    assert [m.key[0] for m in store.pending_after((0, "ep-a", 0), 10)] == [3, 4]
-    assert store.totals() == OutboxTotals(pending=2, delivered=1, failed=1, attempts=3)
-    assert store.last_position() == 4
+    assert [m.key[0] for m in store.pending_after((0, "ep-a", 0), 10)] == [3, 5]
+    assert store.totals() == OutboxTotals(pending=2, delivered=2, failed=1, attempts=4)
+    assert store.last_position() == 5
+
+
+def test_pruning_stops_at_the_first_message_younger_than_the_retention(
+    settings: Settings, store: WebhookStore
+) -> None:
+    store.add(endpoint("ep-a"))
+    account = Account(account_id="user-1")
+    account.purchase(100, expires_at=None, now=NOW)
+    account.consume(1, now=NOW)
+    project(settings, [account], 0)
+    cutoff = time.time()
+    while time.time() <= cutoff:  # the next messages are strictly younger
+        pass
+    account.consume(1, now=NOW)
+    account.consume(1, now=NOW)
+    project(settings, [account], 2)
+    ended = [Attempt((p, "ep-a", 0), "delivered", 204, None, None) for p in (1, 2, 3, 4)]
+    store.record_attempts(ended)
+    assert asyncio.run(prune_once(store, cutoff, batch=1)) == 2
+    assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["delivered", "delivered"]
+    assert store.prune(cutoff, 0, 100) == (0, None)  # its first message is younger
