@@ -26,7 +26,8 @@ from projections.outbox import INSERT_MESSAGES_POSTGRES, OUTBOX
 from projections.webhook_messages import encode_body, webhook_id
 from service.adapters.leader import Leadership
 from service.adapters.migrate import migrate
-from service.adapters.webhook_store import EndpointRecord, open_webhook_store
+from service.adapters.webhook_records import EndpointRecord
+from service.adapters.webhook_store import open_webhook_store
 from service.application.webhook_dispatcher import WebhookDispatcher
 from service.config import Settings
 

@@ -15,192 +15,43 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from service.adapters.connections import Connections, PostgresConnections, SQLiteConnection
 from service.adapters.dialect import Query, as_arrays
+from service.adapters.webhook_records import (
+    BUCKET_NAMES,
+    Attempt,
+    EndpointRecord,
+    Key,
+    LatencyTotals,
+    OutboxTotals,
+    PendingMessage,
+    bucket_names,
+)
+from service.adapters.webhook_sql import (
+    ADD_TO_TOTAL,
+    DELETE_ENDED,
+    DELETE_ENDPOINT,
+    DROP_PENDING,
+    ENDPOINTS,
+    INSERT_ENDPOINT,
+    OUTBOX,
+    RECORD_ATTEMPT,
+    RECORD_ATTEMPTS_POSTGRES,
+    SELECT_DELIVERIES,
+    SELECT_ENDPOINT,
+    SELECT_ENDPOINTS,
+    SELECT_FIRST_PENDING,
+    SELECT_LAST_POSITION,
+    SELECT_OLDEST_AFTER,
+    SELECT_PENDING_AFTER,
+    SELECT_PENDING_OF,
+    SELECT_PRUNABLE,
+    SELECT_TOTALS,
+    TOTALS,
+)
 from service.config import Settings
-
-ENDPOINTS, OUTBOX = "ledger_webhook_endpoints", "ledger_webhook_outbox"
-TOTALS = "ledger_webhook_totals"
-
-INSERT_ENDPOINT = (
-    "INSERT INTO {endpoints} (id, url, events, low_balance_threshold, description, secret,"
-    " created_at) VALUES (:id, :url, :events, :threshold, :description, :secret, :created_at)"
-)
-SELECT_ENDPOINTS = (
-    "SELECT id, url, events, low_balance_threshold, description, secret, created_at"
-    " FROM {endpoints} WHERE deleted_at IS NULL ORDER BY created_at, id"
-)
-SELECT_ENDPOINT = (
-    "SELECT id, url, events, low_balance_threshold, description, secret, created_at"
-    " FROM {endpoints} WHERE id = :id AND deleted_at IS NULL"
-)
-DELETE_ENDPOINT = "UPDATE {endpoints} SET deleted_at = :now WHERE id = :id AND deleted_at IS NULL"
-DROP_PENDING = "DELETE FROM {outbox} WHERE endpoint_id = :id AND status = 'pending'"
-SELECT_DELIVERIES = (
-    "SELECT webhook_id, type, account_id, status, attempts, last_response_status,"
-    " next_attempt_at FROM {outbox} WHERE endpoint_id = :id"
-    " ORDER BY position DESC, ordinal DESC LIMIT :limit"
-)
-_MESSAGE = (
-    "SELECT position, endpoint_id, ordinal, webhook_id, account_id, type, body, attempts,"
-    " next_attempt_at FROM {outbox} WHERE status = 'pending'"
-)
-SELECT_PENDING_AFTER = (
-    # Index ledger_webhook_outbox_endpoint: the order the projection appends in.
-    _MESSAGE + " AND endpoint_id = :endpoint_id AND (position, ordinal) > (:position, :ordinal)"
-    " ORDER BY position, ordinal LIMIT :limit"
-)
-SELECT_PENDING_OF = (
-    # Index ledger_webhook_outbox_pending (partial: pending rows only).
-    _MESSAGE + " AND endpoint_id = :endpoint_id AND account_id = :account_id"
-    " AND (position, ordinal) > (:position, :ordinal)"
-    " AND (position, ordinal) <= (:upto_position, :upto_ordinal)"
-    " ORDER BY position, ordinal LIMIT :limit"
-)
-SELECT_FIRST_PENDING = (
-    # Each account's first pending row, from the partial index.
-    "SELECT (SELECT min(head) FROM (SELECT min(position) AS head FROM {outbox}"
-    " WHERE status = 'pending' AND endpoint_id = :endpoint_id GROUP BY account_id) heads)"
-    " AS first, (SELECT max(position) FROM {outbox} WHERE endpoint_id = :endpoint_id) AS last"
-)
-RECORD_ATTEMPTS_POSTGRES = (
-    # One statement for a whole group commit: a row per element of the arrays.
-    "UPDATE {outbox} o SET status = a.status, attempts = o.attempts + 1,"
-    " last_response_status = a.response_status, last_error = a.error,"
-    " next_attempt_at = a.next_attempt_at FROM unnest(CAST(:position AS bigint[]),"
-    " CAST(:endpoint_id AS text[]), CAST(:ordinal AS integer[]), CAST(:status AS text[]),"
-    " CAST(:response_status AS integer[]), CAST(:error AS text[]),"
-    " CAST(:next_attempt_at AS double precision[]))"
-    " AS a(position, endpoint_id, ordinal, status, response_status, error, next_attempt_at)"
-    " WHERE o.position = a.position AND o.endpoint_id = a.endpoint_id AND o.ordinal = a.ordinal"
-)
-RECORD_ATTEMPT = (
-    "UPDATE {outbox} SET status = :status, attempts = attempts + 1,"
-    " last_response_status = :response_status, last_error = :error,"
-    " next_attempt_at = :next_attempt_at"
-    " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
-)
-ADD_TO_TOTAL = (  # a total appears at its first addition (the latency buckets)
-    "INSERT INTO {totals} AS t (name, value) VALUES (:name, :n)"
-    " ON CONFLICT (name) DO UPDATE SET value = t.value + excluded.value"
-)
-LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Upper bounds (seconds) of the delivery latency histogram's buckets, and
-``+Inf``: each has a running total ``latency_le_<bound>`` of the attempts
-that took at most that long; ``latency_sum_us`` adds their microseconds."""
-
-SELECT_LAST_POSITION = "SELECT max(position) AS last FROM {outbox}"  # primary key's right edge
-SELECT_OLDEST_AFTER = (
-    "SELECT created_at FROM {outbox} WHERE position > :after ORDER BY position LIMIT 1"
-)
-SELECT_PRUNABLE = (
-    # The next ``:limit`` rows by primary key after ``:after``, whatever their
-    # status: the scan never goes further. The projection appends in position
-    # order, so ``created_at`` grows with it: the range to prune ends before
-    # the first row created at ``:cutoff`` or later.
-    "SELECT max(position) AS last, count(*) AS scanned,"
-    " min(CASE WHEN created_at >= :cutoff THEN position END) AS newer"
-    " FROM (SELECT position, created_at FROM {outbox} WHERE position > :after"
-    " ORDER BY position LIMIT :limit) batch"
-)
-DELETE_ENDED = (
-    # A range of the primary key (parameters, so the planner sees how short
-    # it is); pending rows stay whatever their age.
-    "DELETE FROM {outbox} WHERE position > :after AND position <= :upto"
-    " AND status <> 'pending' AND created_at < :cutoff"
-)
-SELECT_TOTALS = (
-    # The backlog from the partial index ledger_webhook_outbox_pending; the
-    # rest from the running totals (never a count of the whole outbox).
-    "SELECT 'pending' AS name, count(*) AS value FROM {outbox} WHERE status = 'pending'"
-    " UNION ALL SELECT name, value FROM {totals}"
-)
-
-
-@dataclass(frozen=True)
-class EndpointRecord:
-    """A webhook endpoint (``threshold``: ``low_balance_threshold`` in tokens)."""
-
-    id: str
-    url: str
-    events: tuple[str, ...]
-    threshold: int | None
-    description: str | None
-    secret: str
-    created_at: str
-
-
-Key = tuple[int, str, int]
-"""An outbox row's primary key: ``(position, endpoint_id, ordinal)``."""
-
-
-@dataclass(frozen=True)
-class PendingMessage:
-    """A message not yet delivered nor failed (``body``: the JSON sent, UTF-8;
-    ``next_attempt_at``: Unix seconds)."""
-
-    key: Key
-    webhook_id: str
-    account_id: str
-    type: str
-    body: bytes
-    attempts: int
-    next_attempt_at: float
-
-    @property
-    def endpoint_id(self) -> str:
-        return self.key[1]
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One delivery attempt's outcome: ``status`` ``pending`` (retried at
-    ``next_attempt_at``, Unix seconds), ``delivered`` or ``failed``."""
-
-    key: Key
-    status: str
-    response_status: int | None
-    error: str | None
-    next_attempt_at: float | None
-    seconds: float | None = None
-    """From sending to the answer or failure (``None``: not sent, or not timed)."""
-
-
-@dataclass(frozen=True)
-class LatencyTotals:
-    """Timed delivery attempts so far (all processes): ``buckets``, one
-    cumulative count per bound of :data:`LATENCY_BUCKETS` then ``+Inf``, and
-    ``sum``, their total duration in seconds."""
-
-    buckets: tuple[int, ...]
-    sum: float
-
-
-@dataclass(frozen=True)
-class OutboxTotals:
-    """Messages ``pending`` (the backlog), ``delivered`` and ``failed`` so
-    far, every delivery ``attempts`` recorded, and their ``latency`` (all
-    processes)."""
-
-    pending: int
-    delivered: int
-    failed: int
-    attempts: int
-    latency: LatencyTotals = field(
-        default=LatencyTotals((0,) * (len(LATENCY_BUCKETS) + 1), 0.0), compare=False
-    )
-
-
-BUCKET_NAMES = (*(f"latency_le_{bound}" for bound in LATENCY_BUCKETS), "latency_le_+Inf")
-
-
-def _bucket_names(seconds: float) -> list[str]:
-    """The running totals one attempt of ``seconds`` adds 1 to (cumulative buckets)."""
-    bounds = (*LATENCY_BUCKETS, float("inf"))
-    return [name for bound, name in zip(bounds, BUCKET_NAMES, strict=True) if seconds <= bound]
 
 
 def _attempt_params(a: Attempt) -> dict[str, Any]:
@@ -379,7 +230,7 @@ class WebhookStore:
         added["attempts"] = len(attempts)
         for seconds in (a.seconds for a in attempts if a.seconds is not None):
             added["latency_sum_us"] += round(seconds * 1_000_000)
-            added.update(_bucket_names(seconds))
+            added.update(bucket_names(seconds))
         totals = [{"name": name, "n": n} for name, n in sorted(added.items()) if n]
         self._db.execute_batches([recorded, (self._add_to_total, totals)])
 

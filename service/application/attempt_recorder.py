@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from service.adapters.webhook_store import Attempt
+from service.adapters.webhook_records import Attempt
 
 
 class AttemptRecorder:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from service.adapters.webhook_store import Key, PendingMessage
+from service.adapters.webhook_records import Key, PendingMessage
 
 LANE_MESSAGES = 100
 """Most messages one (endpoint, account) lane holds in memory."""

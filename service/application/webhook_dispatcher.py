@@ -36,13 +36,8 @@ from standardwebhooks import Webhook
 from service.adapters.leader import Leadership
 from service.adapters.public_urls import UnsafeUrl, check_target
 from service.adapters.webhook_http import WebhookPoster
-from service.adapters.webhook_store import (
-    Attempt,
-    EndpointRecord,
-    Key,
-    PendingMessage,
-    WebhookStore,
-)
+from service.adapters.webhook_records import Attempt, EndpointRecord, Key, PendingMessage
+from service.adapters.webhook_store import WebhookStore
 from service.application.attempt_recorder import AttemptRecorder
 from service.application.delivery_lanes import (
     ENDPOINT_MESSAGES,

@@ -19,11 +19,12 @@ from typing_extensions import TypedDict
 
 from service.adapters.availability import DatabaseGuard
 from service.adapters.public_urls import UnsafeUrl, check_url
-from service.adapters.webhook_store import (  # for the API's metrics
+from service.adapters.webhook_records import (  # for the API's metrics
     LATENCY_BUCKETS as LATENCY_BUCKETS,
 )
-from service.adapters.webhook_store import EndpointRecord, WebhookStore
-from service.adapters.webhook_store import OutboxTotals as OutboxTotals
+from service.adapters.webhook_records import EndpointRecord
+from service.adapters.webhook_records import OutboxTotals as OutboxTotals
+from service.adapters.webhook_store import WebhookStore
 from service.domain.alerts import EVENT_TYPES
 from service.domain.errors import NotFound, ValidationFailed
 from service.domain.hashing import rfc3339

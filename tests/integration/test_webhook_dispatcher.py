@@ -18,15 +18,14 @@ from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
 from service.adapters.leader import Leadership
-from service.adapters.webhook_store import (
+from service.adapters.webhook_records import (
     Attempt,
     EndpointRecord,
     Key,
     OutboxTotals,
     PendingMessage,
-    WebhookStore,
-    open_webhook_store,
 )
+from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application import delivery_lanes, webhook_dispatcher
 from service.application.projector import open_balance_view
 from service.application.webhook_dispatcher import WebhookDispatcher

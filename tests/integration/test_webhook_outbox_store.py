@@ -15,13 +15,8 @@ from projections.balances import tracking_at
 from projections.batch import plan_batch
 from projections.outbox import Outbox
 from projections.views import BalanceTable
-from service.adapters.webhook_store import (
-    Attempt,
-    EndpointRecord,
-    OutboxTotals,
-    WebhookStore,
-    open_webhook_store,
-)
+from service.adapters.webhook_records import Attempt, EndpointRecord, OutboxTotals
+from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application.outbox_retention import prune_once
 from service.application.projector import open_balance_view
 from service.config import Settings

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from service.adapters.webhook_store import Attempt, PendingMessage
+from service.adapters.webhook_records import Attempt, PendingMessage
 from service.application import delivery_lanes
 from service.application.attempt_recorder import AttemptRecorder
 from service.application.delivery_lanes import EndpointLanes
