@@ -7,6 +7,12 @@ in flight per lane, so a receiver sees an account's messages in position
 order). Each endpoint has :data:`WORKERS` workers of its own, so a slow
 or dead receiver (10 s timeout) holds back only its own messages.
 
+Readers do not poll: one watch of the outbox's last position every
+:data:`POLL_SECONDS` (or a wake-up from an in-process projection) tells them
+all when there is more to read, and workers wake a reader waiting for room.
+Ended messages past ``retention_seconds`` are pruned while leading
+(``service.application.outbox_retention``).
+
 A message is signed at each attempt (``webhook-id``, ``webhook-timestamp`` in
 Unix seconds, ``webhook-signature`` ``v1,`` + base64 HMAC-SHA256 with the
 endpoint's secret, by the ``standardwebhooks`` library), posted without
