@@ -3,12 +3,15 @@ delivery attempts and the running totals behind the metrics."""
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Upper bounds (seconds) of the delivery latency histogram's buckets, and
-``+Inf``: each has a running total ``latency_le_<bound>`` of the attempts
-that took at most that long; ``latency_sum_us`` adds their microseconds."""
+``+Inf``: each has a running total ``latency_in_<bound>`` of the attempts that
+took at most that long and more than the bound before (one total per attempt
+to add to; the histogram's cumulative counts are summed when read);
+``latency_sum_us`` adds their microseconds."""
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,10 @@ class OutboxTotals:
     )
 
 
-BUCKET_NAMES = (*(f"latency_le_{bound}" for bound in LATENCY_BUCKETS), "latency_le_+Inf")
+BUCKET_NAMES = (*(f"latency_in_{bound}" for bound in LATENCY_BUCKETS), "latency_in_+Inf")
 
 
-def bucket_names(seconds: float) -> list[str]:
-    """The running totals one attempt of ``seconds`` adds 1 to (cumulative buckets)."""
-    bounds = (*LATENCY_BUCKETS, float("inf"))
-    return [name for bound, name in zip(bounds, BUCKET_NAMES, strict=True) if seconds <= bound]
+def bucket_name(seconds: float) -> str:
+    """The running total one attempt of ``seconds`` adds 1 to: its bucket's."""
+    index = bisect.bisect_left(LATENCY_BUCKETS, seconds)  # the first bound ≥ seconds
+    return BUCKET_NAMES[index]

@@ -64,6 +64,12 @@ RECORD_ATTEMPT = (
     " next_attempt_at = :next_attempt_at"
     " WHERE position = :position AND endpoint_id = :endpoint_id AND ordinal = :ordinal"
 )
+ADD_TO_TOTALS_POSTGRES = (
+    # One statement for a whole group commit's additions (one per array element).
+    "INSERT INTO {totals} AS t (name, value) SELECT name, n FROM"
+    " unnest(CAST(:name AS text[]), CAST(:n AS bigint[])) AS a(name, n)"
+    " ON CONFLICT (name) DO UPDATE SET value = t.value + excluded.value"
+)
 ADD_TO_TOTAL = (  # a total appears at its first addition (the latency buckets)
     "INSERT INTO {totals} AS t (name, value) VALUES (:name, :n)"
     " ON CONFLICT (name) DO UPDATE SET value = t.value + excluded.value"

@@ -12,6 +12,7 @@ messages past retention. Statements are written once
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -27,10 +28,11 @@ from service.adapters.webhook_records import (
     LatencyTotals,
     OutboxTotals,
     PendingMessage,
-    bucket_names,
+    bucket_name,
 )
 from service.adapters.webhook_sql import (
     ADD_TO_TOTAL,
+    ADD_TO_TOTALS_POSTGRES,
     DELETE_ENDED,
     DELETE_ENDPOINT,
     DROP_PENDING,
@@ -116,6 +118,7 @@ class WebhookStore:
         self._delete_ended = q(DELETE_ENDED)
         postgres = db.dialect.name == "postgres"
         self._attempts = q(RECORD_ATTEMPTS_POSTGRES) if postgres else None
+        self._add_to_totals = q(ADD_TO_TOTALS_POSTGRES) if postgres else None
 
     def add(self, endpoint: EndpointRecord) -> None:
         """Stores a new endpoint."""
@@ -230,16 +233,19 @@ class WebhookStore:
         added["attempts"] = len(attempts)
         for seconds in (a.seconds for a in attempts if a.seconds is not None):
             added["latency_sum_us"] += round(seconds * 1_000_000)
-            added.update(bucket_names(seconds))
+            added[bucket_name(seconds)] += 1
         totals = [{"name": name, "n": n} for name, n in sorted(added.items()) if n]
-        self._db.execute_batches([recorded, (self._add_to_total, totals)])
+        if self._add_to_totals is not None:
+            self._db.execute_batches([recorded, (self._add_to_totals, [as_arrays(totals)])])
+        else:
+            self._db.execute_batches([recorded, (self._add_to_total, totals)])
 
     def totals(self) -> OutboxTotals:
         """The outbox's backlog and its delivery totals (metrics)."""
         rows, _ = self._db.execute(self._totals, {})
         values = {row["name"]: int(row["value"]) for row in rows}
         latency = LatencyTotals(
-            tuple(values.get(name, 0) for name in BUCKET_NAMES),
+            tuple(itertools.accumulate(values.get(name, 0) for name in BUCKET_NAMES)),
             values.get("latency_sum_us", 0) / 1_000_000,
         )
         return OutboxTotals(
