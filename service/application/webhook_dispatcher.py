@@ -13,15 +13,12 @@ all when there is more to read, and workers wake a reader waiting for room.
 Ended messages past ``retention_seconds`` are pruned while leading
 (``service.application.outbox_retention``).
 
-A message is signed at each attempt (``webhook-id``, ``webhook-timestamp`` in
-Unix seconds, ``webhook-signature`` ``v1,`` + base64 HMAC-SHA256 with the
-endpoint's secret, by the ``standardwebhooks`` library), posted without
-following redirects (``service.adapters.webhook_http``), and its outcome
-recorded: any 2xx is ``delivered``, anything else is retried after the next
-delay of ``retry_seconds`` and is ``failed`` once they are used up. Outcomes
-are recorded in group commits (:class:`AttemptRecorder`), and a lane's next
-message goes only once its head's outcome is committed: after a crash a
-receiver may see a message again (same ``webhook-id``), never out of order.
+Each attempt is signed, posted and decided by
+``service.application.delivery_attempts`` (10 s timeout, no redirects).
+Outcomes are recorded in group commits (:class:`AttemptRecorder`), and a
+lane's next message goes only once its head's outcome is committed: after a
+crash a receiver may see a message again (same ``webhook-id``), never out of
+order.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 
 import httpx
 from standardwebhooks import Webhook
@@ -42,9 +38,10 @@ from standardwebhooks import Webhook
 from service.adapters.leader import Leadership
 from service.adapters.public_urls import UnsafeUrl, check_target
 from service.adapters.webhook_http import WebhookPoster
-from service.adapters.webhook_records import Attempt, EndpointRecord, Key, PendingMessage
+from service.adapters.webhook_records import EndpointRecord, Key
 from service.adapters.webhook_store import WebhookStore
 from service.application.attempt_recorder import AttemptRecorder
+from service.application.delivery_attempts import EXCERPT, AttemptSender
 from service.application.delivery_lanes import (
     ENDPOINT_MESSAGES,
     LANE_MESSAGES,
@@ -55,8 +52,6 @@ from service.application.outbox_retention import prune_while_leading
 
 log = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 10.0
-"""A receiver must answer within this, connection included (contract v1.1)."""
 POLL_SECONDS = 0.1
 """How often the outbox's last position is read (one query for all
 endpoints; its readers read on when it grew, or when woken), and how long a
@@ -73,8 +68,6 @@ WORKERS = 64
 its receiver's answer, then for its outcome's group commit."""
 CONNECTIONS = 64
 """Kept-alive connections per receiving host at most."""
-EXCERPT = 200
-"""Characters of a failed response or error kept with the message."""
 
 
 @dataclass(eq=False)
@@ -163,6 +156,7 @@ class WebhookDispatcher:
         self._endpoints: dict[str, Endpoint] = {}
         self._recorder = AttemptRecorder(self.store.record_attempts)
         self._poster = WebhookPoster(CONNECTIONS, self.allow_insecure)
+        self._sender = AttemptSender(self._poster, self.retry_seconds, self.clock)
         background = [asyncio.create_task(self._recorder.run())]
         if self.retention_seconds > 0:
             pruning = prune_while_leading(self.store, self.retention_seconds, self.clock)
@@ -307,7 +301,7 @@ class WebhookDispatcher:
             loop.call_later(wait, endpoint.ready.put_nowait, lane)
             self._wake_if_room(endpoint)
             return
-        attempt = await self._attempt(endpoint, head)
+        attempt = await self._sender.send(endpoint.url, endpoint.signer, endpoint.unsafe, head)
         await self._recorder.record(attempt)
         if attempt.status == "pending" and attempt.next_attempt_at is not None:
             due = attempt.next_attempt_at
@@ -325,41 +319,3 @@ class WebhookDispatcher:
         if endpoint.paused and endpoint.lanes.held <= ENDPOINT_MESSAGES - PAGE:
             endpoint.paused = False
             endpoint.news.set()
-
-    async def _attempt(self, endpoint: Endpoint, message: PendingMessage) -> Attempt:
-        status: int | None = None
-        error, seconds = endpoint.unsafe, None
-        if error is None:
-            started = time.monotonic()
-            try:
-                async with asyncio.timeout(TIMEOUT_SECONDS):
-                    status, excerpt = await self._post(endpoint, message)
-                error = None if 200 <= status < 300 else excerpt
-            except Exception as failure:  # any failure is the attempt's: recorded, retried
-                error = f"{type(failure).__name__}: {failure}"[:EXCERPT]
-            seconds = time.monotonic() - started
-        attempts = message.attempts + 1
-        if status is not None and 200 <= status < 300:
-            outcome, next_at = "delivered", None
-        elif attempts > len(self.retry_seconds):
-            outcome, next_at = "failed", None
-        else:
-            outcome, next_at = "pending", self.clock() + self.retry_seconds[attempts - 1]
-        return Attempt(message.key, outcome, status, error, next_at, seconds)
-
-    async def _post(self, endpoint: Endpoint, message: PendingMessage) -> tuple[int, str]:
-        """The response's status and the start of its body (never more is read)."""
-        headers = list(self.headers(message, endpoint.signer).items())
-        return await self._poster.post(endpoint.url, message.body, headers, EXCERPT)
-
-    def headers(self, message: PendingMessage, signer: Webhook) -> dict[str, str]:
-        """The Standard Webhooks headers of one attempt (signed now)."""
-        moment = datetime.fromtimestamp(int(self.clock()), tz=UTC)
-        signature = signer.sign(message.webhook_id, moment, message.body.decode("utf-8"))
-        return {
-            "content-type": "application/json",
-            "webhook-id": message.webhook_id,
-            "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": signature,
-            "user-agent": "tokenledger-webhooks/1",
-        }
