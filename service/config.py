@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     )
     """Seconds to wait before each retry of a webhook delivery, comma-separated;
     when they are used up the delivery is ``failed`` (default: about 27 hours)."""
+    webhook_secrets_key: SecretStr | None = None
+    """Encrypts webhook endpoints' signing secrets at rest (Fernet); several,
+    comma-separated, to rotate: the first encrypts, every one decrypts. Each
+    at least 32 bytes. Unset: secrets are stored as they are (the embedded
+    default); set it in production."""
     webhook_retention_seconds: float = Field(default=30 * 86_400.0, ge=0)
     """Delivered and failed webhook messages older than this many seconds are
     deleted (an endpoint's deliveries list shows what remains; the metrics'
@@ -95,6 +100,25 @@ class Settings(BaseSettings):
     def webhook_retry_delays(self) -> list[float]:
         """``webhook_retry_seconds`` as a list of seconds."""
         return [float(part) for part in self.webhook_retry_seconds.split(",")]
+
+    @field_validator("webhook_secrets_key")
+    @classmethod
+    def _strong_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        """Refuses a key under 32 bytes, or a placeholder."""
+        if value is None:
+            return None
+        for key in value.get_secret_value().split(","):
+            if len(key.encode()) < MIN_SECRET_BYTES or "change-me" in key.lower():
+                msg = f"each key must be a random secret of at least {MIN_SECRET_BYTES} bytes"
+                raise ValueError(msg)
+        return value
+
+    @property
+    def webhook_secret_keys(self) -> list[str]:
+        """``webhook_secrets_key`` as a list (empty: unset)."""
+        if self.webhook_secrets_key is None:
+            return []
+        return self.webhook_secrets_key.get_secret_value().split(",")
 
     @field_validator("secret_key", "admin_api_key")
     @classmethod

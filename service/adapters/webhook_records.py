@@ -23,7 +23,8 @@ class EndpointRecord:
     events: tuple[str, ...]
     threshold: int | None
     description: str | None
-    secret: str
+    secret: str | None
+    """``None``: stored sealed, and no configured key opens it."""
     created_at: str
 
 

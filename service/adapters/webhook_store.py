@@ -1,13 +1,15 @@
 """Webhook endpoints and the outbox's delivery records (PostgreSQL or SQLite).
 
 Endpoints keep their signing secret (``whsec_`` + base64), since every
-delivery is signed with it (Standard Webhooks). Outbox rows are written by the
-projection (``projections.views``, same transaction as the balances); this
-store reads them for the dispatcher, records each attempt and adds it to the
-running totals (``ledger_webhook_totals``: ``delivered``, ``failed``,
-``attempts`` and the latency histogram's ``latency_*``), and prunes ended
-messages past retention. Statements are written once
-(``service.adapters.dialect``); tables come from migrations 0005 to 0007.
+delivery is signed with it (Standard Webhooks), sealed at rest when
+``LEDGER_WEBHOOK_SECRETS_KEY`` is set (``service.adapters.secret_box``).
+Outbox rows are written by the projection (``projections.views``, same
+transaction as the balances); this store reads them for the dispatcher,
+records each attempt and adds it to the running totals
+(``ledger_webhook_totals``: ``delivered``, ``failed``, ``attempts`` and the
+latency histogram's ``latency_*``), and prunes ended messages past retention.
+Statements are written once (``service.adapters.dialect``); tables come from
+migrations 0005 to 0007.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from service.adapters.connections import Connections, PostgresConnections, SQLiteConnection
 from service.adapters.dialect import Query, as_arrays
+from service.adapters.secret_box import SecretBox
 from service.adapters.webhook_records import (
     BUCKET_NAMES,
     Attempt,
@@ -82,14 +85,14 @@ def _pending(row: Any) -> PendingMessage:
     )
 
 
-def _endpoint(row: Any) -> EndpointRecord:
+def _endpoint(row: Any, box: SecretBox) -> EndpointRecord:
     return EndpointRecord(
         row["id"],
         row["url"],
         tuple(json.loads(row["events"])),
         row["low_balance_threshold"],
         row["description"],
-        row["secret"],
+        box.open(row["secret"]),
         row["created_at"],
     )
 
@@ -97,8 +100,10 @@ def _endpoint(row: Any) -> EndpointRecord:
 class WebhookStore:
     """Endpoints and delivery records, one round trip per call."""
 
-    def __init__(self, db: Connections) -> None:
+    def __init__(self, db: Connections, box: SecretBox | None = None) -> None:
         self._db = db
+        self._box = box or SecretBox()
+        """Seals signing secrets at rest (``LEDGER_WEBHOOK_SECRETS_KEY``)."""
 
         def q(text: str) -> Query:
             return db.dialect.statement(text, endpoints=ENDPOINTS, outbox=OUTBOX, totals=TOTALS)
@@ -121,7 +126,8 @@ class WebhookStore:
         self._add_to_totals = q(ADD_TO_TOTALS_POSTGRES) if postgres else None
 
     def add(self, endpoint: EndpointRecord) -> None:
-        """Stores a new endpoint."""
+        """Stores a new endpoint, its secret sealed when keys are configured."""
+        assert endpoint.secret is not None
         self._db.execute(
             self._insert,
             {
@@ -130,7 +136,7 @@ class WebhookStore:
                 "events": json.dumps(list(endpoint.events)),
                 "threshold": endpoint.threshold,
                 "description": endpoint.description,
-                "secret": endpoint.secret,
+                "secret": self._box.seal(endpoint.secret),
                 "created_at": endpoint.created_at,
             },
         )
@@ -138,11 +144,11 @@ class WebhookStore:
     def endpoints(self) -> list[EndpointRecord]:
         """The endpoints not deleted, oldest first."""
         rows, _ = self._db.execute(self._all, {})
-        return [_endpoint(row) for row in rows]
+        return [_endpoint(row, self._box) for row in rows]
 
     def get(self, endpoint_id: str) -> EndpointRecord | None:
         rows, _ = self._db.execute(self._one, {"id": endpoint_id})
-        return _endpoint(rows[0]) if rows else None
+        return _endpoint(rows[0], self._box) if rows else None
 
     def delete(self, endpoint_id: str, now: str) -> bool:
         """Deletes the endpoint and drops its pending messages; ``False`` when
@@ -262,9 +268,10 @@ class WebhookStore:
 
 def open_webhook_store(settings: Settings) -> WebhookStore:
     """The webhook store of ``settings.database_url`` (tables: migrations 0005 to 0007)."""
+    box = SecretBox(settings.webhook_secret_keys)
     if settings.backend == "sqlite":
-        return WebhookStore(SQLiteConnection(settings.sqlite_path))
+        return WebhookStore(SQLiteConnection(settings.sqlite_path), box)
     connections = PostgresConnections(
         settings.postgres_conninfo(), settings.database_schema, max_size=4
     )
-    return WebhookStore(connections)
+    return WebhookStore(connections, box)

@@ -78,7 +78,8 @@ class Endpoint:
     record: EndpointRecord
     url: httpx.URL
     """Its URL, parsed once."""
-    signer: Webhook
+    signer: Webhook | None
+    """``None``: its secret could not be opened (then ``unsafe`` says so)."""
     unsafe: str | None
     """Why its URL is refused without resolving it (form, literal address)."""
     lanes: EndpointLanes
@@ -196,7 +197,10 @@ class WebhookDispatcher:
                 url = httpx.URL(record.url)
             except (UnsafeUrl, httpx.InvalidURL) as refused:
                 unsafe = f"refused: {refused}"[:EXCERPT]
-            signer = Webhook(record.secret)
+            signer = None if record.secret is None else Webhook(record.secret)
+            if signer is None:  # its attempts fail, and are retried, until a key opens it
+                log.error("webhook endpoint %s: its secret is sealed by no key set", endpoint_id)
+                unsafe = "refused: its signing secret is sealed by a key not configured"
             endpoint = Endpoint(record, url, signer, unsafe, EndpointLanes(endpoint_id))
             endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
                 asyncio.create_task(self._work(endpoint)) for _ in range(WORKERS)

@@ -115,17 +115,18 @@ class WebhookEndpoints:
             await asyncio.to_thread(check_url, url, self.allow_insecure)
         except UnsafeUrl as error:
             raise ValidationFailed.at(["body", "url"], str(error)) from None
+        secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         record = EndpointRecord(
             id=str(uuid.uuid4()),
             url=url,
             events=tuple(dict.fromkeys(events)),
             threshold=threshold,
             description=description,
-            secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            secret=secret,
             created_at=rfc3339(datetime.now(tz=UTC)) or "",
         )
         await self.guard.call(self.store.add, record)
-        return {**_public(record), "secret": record.secret}
+        return {**_public(record), "secret": secret}
 
     async def list(self) -> WebhookEndpointsPublic:
         """Every endpoint, oldest first, without secrets."""

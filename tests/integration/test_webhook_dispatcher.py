@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
+from standardwebhooks import Webhook
 
 from projections.balances import tracking_at
 from projections.batch import plan_batch
@@ -201,3 +203,37 @@ def test_the_leading_dispatcher_prunes_ended_messages_past_retention_and_keeps_p
     totals = store.totals()
     assert (totals.pending, totals.delivered, totals.failed) == (1, 1, 0)
     store.close()
+
+
+def test_a_sealed_secret_signs_once_opened_and_one_no_key_opens_is_refused(
+    settings: Settings,
+) -> None:
+    keyed = settings.model_copy(update={"webhook_secrets_key": SecretStr("k" * 40)})
+    sealing = open_webhook_store(keyed)
+    project = projecting(settings)
+    account = Account(account_id="user-1")
+    account.purchase(1_000, expires_at=None, now=NOW)
+    with webhook_receiver() as receiver:
+        sealing.add(EndpointRecord("ep", receiver.url, ("entry.created",), None, None, SECRET, "t"))
+        project([account])
+        for store, delivered in ((open_webhook_store(settings), False), (sealing, True)):
+            leadership = Leadership(None)
+            leadership.start()
+            dispatcher = WebhookDispatcher(store, [3600], True, leadership)
+            dispatcher.start()
+            try:
+                wait_until(lambda s=store: s.totals().attempts >= 1)  # type: ignore[misc]
+                if delivered:
+                    (call,) = receiver.wait_for(1)
+                    Webhook(SECRET).verify(call.body, call.headers)  # raises if not signed so
+            finally:
+                dispatcher.stop()
+            if not delivered:  # without the key: refused, retried later, nothing sent
+                (row,) = store.deliveries("ep", 10)
+                assert (row["status"], row["attempts"]) == ("pending", 1)
+                assert receiver.calls == []
+                # Due again now, for the dispatcher with the key.
+                store.record_attempts([Attempt((1, "ep", 0), "pending", None, None, 0.0)])
+                store.close()
+    assert sealing.totals().delivered == 1
+    sealing.close()

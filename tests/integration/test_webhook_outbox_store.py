@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import SecretStr
 
 from projections.balances import tracking_at
 from projections.batch import plan_batch
@@ -158,3 +159,23 @@ def test_pruning_stops_at_the_first_message_younger_than_the_retention(
     assert asyncio.run(prune_once(store, cutoff, batch=1)) == 2
     assert [r["status"] for r in store.deliveries("ep-a", 10)] == ["delivered", "delivered"]
     assert store.prune(cutoff, 0, 100) == (0, None)  # its first message is younger
+
+
+def test_with_a_secrets_key_the_signing_secret_is_sealed_at_rest(settings: Settings) -> None:
+    keyed = settings.model_copy(update={"webhook_secrets_key": SecretStr("k" * 40)})
+    store = open_webhook_store(keyed)
+    try:
+        store.add(endpoint("ep-a"))
+        rows, _ = store._db.execute("SELECT secret FROM ledger_webhook_endpoints", {})
+        (stored,) = [row["secret"] for row in rows]
+        assert stored.startswith("fernet:") and "whsec_x" not in stored
+        opened = store.get("ep-a")
+        assert opened is not None and opened.secret == "whsec_x"
+    finally:
+        store.close()
+    unkeyed = open_webhook_store(settings)
+    try:
+        record = unkeyed.get("ep-a")  # listed, but its secret does not open
+        assert record is not None and record.secret is None
+    finally:
+        unkeyed.close()

@@ -82,7 +82,7 @@ def test_every_ledger_service_points_at_the_compose_stores_without_a_default_sec
             f"@postgres:5432/{pg['POSTGRES_DB']}"
         )
         assert env["LEDGER_REDIS_URL"].startswith("redis://redis:6379/")
-        for secret in ("LEDGER_ADMIN_API_KEY", "LEDGER_SECRET_KEY"):
+        for secret in ("LEDGER_ADMIN_API_KEY", "LEDGER_SECRET_KEY", "LEDGER_WEBHOOK_SECRETS_KEY"):
             assert env[secret].startswith("${" + secret + ":?"), (name, secret)
 
 
