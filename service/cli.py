@@ -193,6 +193,31 @@ def migrate() -> None:
     )
 
 
+@app.command("reseal-webhook-secrets")
+def reseal_webhook_secrets() -> None:
+    """Seal every webhook endpoint's signing secret with the first key of
+    LEDGER_WEBHOOK_SECRETS_KEY: after setting it, and after putting a new key
+    first (before dropping the old one). Exits 1 when a secret no configured
+    key opens is left as it is, 2 when no key is set."""
+    from service.adapters.migrate import migrate as upgrade
+    from service.adapters.webhook_store import open_webhook_store
+
+    settings = Settings()
+    if not settings.webhook_secret_keys:
+        console.print("[red]set LEDGER_WEBHOOK_SECRETS_KEY first: there is no key to seal with[/]")
+        raise typer.Exit(2)
+    upgrade(settings)
+    store = open_webhook_store(settings)
+    try:
+        written, unopened = store.reseal()
+    finally:
+        store.close()
+    console.print(f"sealed {written} webhook signing secret(s) with the first key")
+    if unopened:
+        console.print(f"[red]no configured key opens the secret of: {', '.join(unopened)}[/]")
+        raise typer.Exit(1)
+
+
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Usage trace CSV.")],

@@ -25,7 +25,11 @@ APPLICATION_NAME = "Ledger"
 class Settings(BaseSettings):
     """Service settings. Every field is read from ``LEDGER_<FIELD>``."""
 
-    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LEDGER_",
+        extra="ignore",
+        hide_input_in_errors=True,  # a refused secret is never printed
+    )
 
     database_url: str = "sqlite:///./ledger.db"
     """``sqlite:///path`` (embedded default) or ``postgresql://user@host:port/db``."""
@@ -101,13 +105,19 @@ class Settings(BaseSettings):
         """``webhook_retry_seconds`` as a list of seconds."""
         return [float(part) for part in self.webhook_retry_seconds.split(",")]
 
-    @field_validator("webhook_secrets_key")
+    @field_validator("webhook_secrets_key", mode="before")
     @classmethod
-    def _strong_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        """Refuses a key under 32 bytes, or a placeholder."""
-        if value is None:
+    def _strong_keys(cls, value: object) -> object:
+        """Empty is unset; otherwise refuses an empty key in the list, a key
+        under 32 bytes, or a placeholder (never echoing the value)."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
             return None
-        for key in value.get_secret_value().split(","):
+        if not isinstance(raw, str):
+            return value
+        for key in _split_keys(raw):
+            if not key:
+                raise ValueError("has an empty key in its comma-separated list")
             if len(key.encode()) < MIN_SECRET_BYTES or "change-me" in key.lower():
                 msg = f"each key must be a random secret of at least {MIN_SECRET_BYTES} bytes"
                 raise ValueError(msg)
@@ -115,10 +125,10 @@ class Settings(BaseSettings):
 
     @property
     def webhook_secret_keys(self) -> list[str]:
-        """``webhook_secrets_key`` as a list (empty: unset)."""
+        """``webhook_secrets_key`` as a list, first the one that seals (empty: unset)."""
         if self.webhook_secrets_key is None:
             return []
-        return self.webhook_secrets_key.get_secret_value().split(",")
+        return _split_keys(self.webhook_secrets_key.get_secret_value())
 
     @field_validator("secret_key", "admin_api_key")
     @classmethod
@@ -231,3 +241,8 @@ def bound_connection_attempts() -> None:
     2 seconds (libpq's ``PGCONNECT_TIMEOUT``; unset, libpq waits forever on a
     peer that accepts and never answers)."""
     os.environ.setdefault("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT_SECONDS)
+
+
+def _split_keys(raw: str) -> list[str]:
+    """A comma-separated key list, each key stripped (spaces around commas)."""
+    return [key.strip() for key in raw.split(",")]

@@ -6,8 +6,10 @@ keys it cannot be stored hashed. With keys configured it is stored as
 ``cryptography`` library), so a copy of the database does not give away what
 signs the messages customers trust. Keys are comma-separated: the first
 encrypts, every one decrypts, so a key is rotated by putting the new one
-first. Each key (32+ characters) is stretched with SHA-256 into a Fernet key.
-A secret stored before keys were configured stays readable as it is.
+first, then ``ledger reseal-webhook-secrets`` seals every secret with it.
+Each key (32+ random bytes, e.g. ``openssl rand -base64 32``) gives its Fernet
+key through SHA-256 under a label of its own. A secret stored before keys
+were configured stays readable as it is until that command seals it.
 """
 
 from __future__ import annotations

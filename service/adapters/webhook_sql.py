@@ -19,6 +19,8 @@ SELECT_ENDPOINT = (
     " FROM {endpoints} WHERE id = :id AND deleted_at IS NULL"
 )
 DELETE_ENDPOINT = "UPDATE {endpoints} SET deleted_at = :now WHERE id = :id AND deleted_at IS NULL"
+SELECT_SECRETS = "SELECT id, secret FROM {endpoints} ORDER BY id"  # deleted ones too
+RESEAL_ENDPOINT = "UPDATE {endpoints} SET secret = :sealed WHERE id = :id AND secret = :stored"
 DROP_PENDING = "DELETE FROM {outbox} WHERE endpoint_id = :id AND status = 'pending'"
 SELECT_DELIVERIES = (
     "SELECT webhook_id, type, account_id, status, attempts, last_response_status,"

@@ -44,6 +44,7 @@ from service.adapters.webhook_sql import (
     OUTBOX,
     RECORD_ATTEMPT,
     RECORD_ATTEMPTS_POSTGRES,
+    RESEAL_ENDPOINT,
     SELECT_DELIVERIES,
     SELECT_ENDPOINT,
     SELECT_ENDPOINTS,
@@ -53,6 +54,7 @@ from service.adapters.webhook_sql import (
     SELECT_PENDING_AFTER,
     SELECT_PENDING_OF,
     SELECT_PRUNABLE,
+    SELECT_SECRETS,
     SELECT_TOTALS,
     TOTALS,
 )
@@ -118,6 +120,7 @@ class WebhookStore:
         self._after, self._of = q(SELECT_PENDING_AFTER), q(SELECT_PENDING_OF)
         self._attempt, self._totals = q(RECORD_ATTEMPT), q(SELECT_TOTALS)
         self._add_to_total = q(ADD_TO_TOTAL)
+        self._secrets, self._reseal = q(SELECT_SECRETS), q(RESEAL_ENDPOINT)
         self._last = q(SELECT_LAST_POSITION)
         self._oldest_after, self._prunable = q(SELECT_OLDEST_AFTER), q(SELECT_PRUNABLE)
         self._delete_ended = q(DELETE_ENDED)
@@ -127,7 +130,8 @@ class WebhookStore:
 
     def add(self, endpoint: EndpointRecord) -> None:
         """Stores a new endpoint, its secret sealed when keys are configured."""
-        assert endpoint.secret is not None
+        if endpoint.secret is None:
+            raise ValueError("a new endpoint needs its secret")
         self._db.execute(
             self._insert,
             {
@@ -140,6 +144,22 @@ class WebhookStore:
                 "created_at": endpoint.created_at,
             },
         )
+
+    def reseal(self) -> tuple[int, list[str]]:
+        """Seals every endpoint's secret (deleted ones too) with the first
+        configured key: plain ones, and ones sealed with an older key. Returns
+        how many were written, and the ids of those no configured key opens
+        (left as they are). Each row is written only if unchanged meanwhile."""
+        rows, _ = self._db.execute(self._secrets, {})
+        written, unopened = 0, []
+        for row in rows:
+            secret = self._box.open(row["secret"])
+            if secret is None:
+                unopened.append(row["id"])
+                continue
+            params = {"id": row["id"], "stored": row["secret"], "sealed": self._box.seal(secret)}
+            written += self._db.execute(self._reseal, params)[1]
+        return written, unopened
 
     def endpoints(self) -> list[EndpointRecord]:
         """The endpoints not deleted, oldest first."""

@@ -81,7 +81,8 @@ class Endpoint:
     signer: Webhook | None
     """``None``: its secret could not be opened (then ``unsafe`` says so)."""
     unsafe: str | None
-    """Why its URL is refused without resolving it (form, literal address)."""
+    """Why its attempts are refused without posting (its URL's form or
+    literal address, or a secret no configured key opens)."""
     lanes: EndpointLanes
     ready: asyncio.Queue[Lane] = field(default_factory=asyncio.Queue)
     news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -200,7 +201,7 @@ class WebhookDispatcher:
             signer = None if record.secret is None else Webhook(record.secret)
             if signer is None:  # its attempts fail, and are retried, until a key opens it
                 log.error("webhook endpoint %s: its secret is sealed by no key set", endpoint_id)
-                unsafe = "refused: its signing secret is sealed by a key not configured"
+                unsafe = unsafe or "refused: its signing secret is sealed by a key not configured"
             endpoint = Endpoint(record, url, signer, unsafe, EndpointLanes(endpoint_id))
             endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
                 asyncio.create_task(self._work(endpoint)) for _ in range(WORKERS)

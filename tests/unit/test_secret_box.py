@@ -39,12 +39,17 @@ def test_without_keys_secrets_are_stored_as_they_are_and_old_ones_stay_readable(
     assert SecretBox([NEW]).open(SECRET) == SECRET  # stored before keys were set
 
 
-@pytest.mark.parametrize("keys", ["too-short", f"{NEW},short", "change-me" * 5])
-def test_a_weak_secrets_key_is_refused_at_start(keys: str) -> None:
-    with pytest.raises(ValidationError, match="webhook_secrets_key"):
+@pytest.mark.parametrize("keys", ["too-short", f"{NEW},short", f"{NEW},", "change-me" * 5])
+def test_a_weak_secrets_key_is_refused_at_start_without_printing_it(keys: str) -> None:
+    with pytest.raises(ValidationError, match="webhook_secrets_key") as refused:
         Settings(webhook_secrets_key=keys)
+    assert NEW not in str(refused.value) and "too-short" not in str(refused.value)
 
 
-def test_several_keys_are_read_in_order() -> None:
-    assert Settings(webhook_secrets_key=f"{NEW},{OLD}").webhook_secret_keys == [NEW, OLD]
-    assert Settings().webhook_secret_keys == []
+def test_several_keys_are_read_in_order_and_stripped() -> None:
+    assert Settings(webhook_secrets_key=f"{NEW}, {OLD} ").webhook_secret_keys == [NEW, OLD]
+
+
+@pytest.mark.parametrize("unset", [None, "", "  "])
+def test_an_empty_secrets_key_is_unset(unset: str | None) -> None:
+    assert Settings(webhook_secrets_key=unset).webhook_secret_keys == []
