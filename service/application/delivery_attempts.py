@@ -39,17 +39,15 @@ class AttemptSender:
         self.poster, self.retry_seconds, self.clock = poster, list(retry_seconds), clock
 
     async def send(
-        self, url: httpx.URL, signer: Webhook | None, refused: str | None, message: PendingMessage
+        self, url: httpx.URL, signer: Webhook, refused: str | None, message: PendingMessage
     ) -> Attempt:
         """Posts ``message`` to ``url`` signed by ``signer``, unless
-        ``refused`` says why it cannot go (its URL, its secret): then that is
-        the attempt's error. Returns the attempt's outcome, timed. Never
-        raises: a failure is the attempt's."""
+        ``refused`` says why its URL is refused: then that is the attempt's
+        error. Returns the attempt's outcome, timed. Never raises: a failure
+        is the attempt's."""
         status: int | None = None
         error, seconds = refused, None
-        if signer is None:
-            error = error or "refused: no signing secret"
-        if error is None and signer is not None:
+        if error is None:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(TIMEOUT_SECONDS):

@@ -78,11 +78,9 @@ class Endpoint:
     record: EndpointRecord
     url: httpx.URL
     """Its URL, parsed once."""
-    signer: Webhook | None
-    """``None``: its secret could not be opened (then ``unsafe`` says so)."""
+    signer: Webhook
     unsafe: str | None
-    """Why its attempts are refused without posting (its URL's form or
-    literal address, or a secret no configured key opens)."""
+    """Why its URL is refused without resolving it (form, literal address)."""
     lanes: EndpointLanes
     ready: asyncio.Queue[Lane] = field(default_factory=asyncio.Queue)
     news: asyncio.Event = field(default_factory=asyncio.Event)
@@ -156,6 +154,8 @@ class WebhookDispatcher:
 
     async def _deliver_while_leading(self) -> None:
         self._endpoints: dict[str, Endpoint] = {}
+        self._shut: set[str] = set()
+        """Endpoints whose secret no configured key opens: not delivered to."""
         self._recorder = AttemptRecorder(self.store.record_attempts)
         self._poster = WebhookPoster(CONNECTIONS, self.allow_insecure)
         self._sender = AttemptSender(self._poster, self.retry_seconds, self.clock)
@@ -192,16 +192,20 @@ class WebhookDispatcher:
         for endpoint_id, record in records.items():
             if endpoint_id in self._endpoints:
                 continue
+            if record.secret is None:  # its messages wait, pending, for the key
+                if endpoint_id not in self._shut:
+                    self._shut.add(endpoint_id)
+                    log.error(
+                        "webhook endpoint %s: no configured key opens its secret", endpoint_id
+                    )
+                continue
             url, unsafe = httpx.URL(), None
             try:
                 check_target(record.url, self.allow_insecure)
                 url = httpx.URL(record.url)
             except (UnsafeUrl, httpx.InvalidURL) as refused:
                 unsafe = f"refused: {refused}"[:EXCERPT]
-            signer = None if record.secret is None else Webhook(record.secret)
-            if signer is None:  # its attempts fail, and are retried, until a key opens it
-                log.error("webhook endpoint %s: its secret is sealed by no key set", endpoint_id)
-                unsafe = unsafe or "refused: its signing secret is sealed by a key not configured"
+            signer = Webhook(record.secret)
             endpoint = Endpoint(record, url, signer, unsafe, EndpointLanes(endpoint_id))
             endpoint.tasks = [asyncio.create_task(self._follow(endpoint))] + [
                 asyncio.create_task(self._work(endpoint)) for _ in range(WORKERS)
