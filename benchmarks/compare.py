@@ -1149,15 +1149,10 @@ def start_sink(
     ledger: Service, stack: contextlib.ExitStack, remote: bool = False
 ) -> subprocess.Popen[str]:
     """Starts ``benchmarks._sink`` and subscribes it to ``entry.created``;
-    ``remote``: under ``SCHED_IDLE`` in a session of its own whose autogroup is
-    19 nicer (Linux), so it
-    takes only CPU time the machine leaves idle, as a receiver elsewhere would."""
-
-    def idle() -> None:  # as ledger deliver yields (service.background.yield_the_cpu)
-        os.setsid()
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as autogroup:
-            autogroup.write("19")
+    ``remote``: with the idle priority ``ledger deliver`` takes
+    (:func:`service.background.take_idle_priority`), so it takes only CPU
+    time the machine leaves idle, as a receiver elsewhere would."""
+    from service.background import take_idle_priority
 
     sink = subprocess.Popen(
         [sys.executable, "-m", "benchmarks._sink", str(SINK_PORT)],
@@ -1165,7 +1160,7 @@ def start_sink(
         stdout=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        preexec_fn=idle if remote else None,
+        preexec_fn=take_idle_priority if remote else None,
     )
     stack.callback(sink.kill)
     assert sink.stdout is not None

@@ -110,10 +110,19 @@ def yield_the_cpu(settings: Settings) -> None:
     Elsewhere it does nothing."""
     if settings.webhook_niceness and hasattr(os, "nice"):
         os.nice(settings.webhook_niceness)
-    if settings.webhook_idle_priority and hasattr(os, "sched_setscheduler"):
-        with contextlib.suppress(OSError):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        with contextlib.suppress(OSError):
-            os.setsid()
-            with open("/proc/self/autogroup", "w") as autogroup:
-                autogroup.write(str(AUTOGROUP_NICENESS))
+    if settings.webhook_idle_priority:
+        take_idle_priority()
+
+
+def take_idle_priority() -> None:
+    """Puts this process under ``SCHED_IDLE``, in a session of its own whose
+    autogroup is :data:`AUTOGROUP_NICENESS` (see :func:`yield_the_cpu`); on
+    Linux, skipping what the system refuses, elsewhere nothing."""
+    if not hasattr(os, "sched_setscheduler"):
+        return
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    with contextlib.suppress(OSError):
+        os.setsid()
+        with open("/proc/self/autogroup", "w") as autogroup:
+            autogroup.write(str(AUTOGROUP_NICENESS))

@@ -118,9 +118,7 @@ class Settings(BaseSettings):
         for key in _split_keys(raw):
             if not key:
                 raise ValueError("has an empty key in its comma-separated list")
-            if len(key.encode()) < MIN_SECRET_BYTES or "change-me" in key.lower():
-                msg = f"each key must be a random secret of at least {MIN_SECRET_BYTES} bytes"
-                raise ValueError(msg)
+            _refuse_weak(key, MIN_SECRET_BYTES)
         return value
 
     @property
@@ -137,13 +135,8 @@ class Settings(BaseSettings):
         (anyone knowing it could forge stream tokens)."""
         if value is None:
             return None
-        secret = value.get_secret_value()
-        if secret.strip().lower() in PLACEHOLDERS or "change-me" in secret.lower():
-            msg = "is a placeholder: set a random secret"
-            raise ValueError(msg)
-        if info.field_name == "secret_key" and len(secret.encode()) < MIN_SECRET_BYTES:
-            msg = f"must be at least {MIN_SECRET_BYTES} bytes"
-            raise ValueError(msg)
+        shortest = MIN_SECRET_BYTES if info.field_name == "secret_key" else 0
+        _refuse_weak(value.get_secret_value(), shortest)
         return value
 
     @cached_property
@@ -246,3 +239,14 @@ def bound_connection_attempts() -> None:
 def _split_keys(raw: str) -> list[str]:
     """A comma-separated key list, each key stripped (spaces around commas)."""
     return [key.strip() for key in raw.split(",")]
+
+
+def _refuse_weak(secret: str, shortest: int) -> None:
+    """Raises ``ValueError`` for a known placeholder or a secret under
+    ``shortest`` bytes (the message never quotes it)."""
+    if secret.strip().lower() in PLACEHOLDERS or "change-me" in secret.lower():
+        msg = "is a placeholder: set a random secret"
+        raise ValueError(msg)
+    if len(secret.encode()) < shortest:
+        msg = f"must be at least {shortest} bytes"
+        raise ValueError(msg)

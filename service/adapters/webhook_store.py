@@ -99,6 +99,14 @@ def _endpoint(row: Any, box: SecretBox) -> EndpointRecord:
     )
 
 
+def _batch(
+    arrays: Query | None, each: Query, rows: list[dict[str, Any]]
+) -> tuple[Query, list[dict[str, Any]]]:
+    """``rows`` as one statement over arrays (PostgreSQL's ``unnest``) when
+    there is one, else one statement per row."""
+    return (arrays, [as_arrays(rows)]) if arrays is not None else (each, rows)
+
+
 class WebhookStore:
     """Endpoints and delivery records, one round trip per call."""
 
@@ -251,20 +259,18 @@ class WebhookStore:
         """Records delivery attempts, and adds them to the running totals,
         all in one transaction."""
         rows = [_attempt_params(a) for a in attempts]
-        if self._attempts is not None:
-            recorded = (self._attempts, [as_arrays(rows)])
-        else:
-            recorded = (self._attempt, rows)
         added = Counter(a.status for a in attempts if a.status != "pending")
         added["attempts"] = len(attempts)
         for seconds in (a.seconds for a in attempts if a.seconds is not None):
             added["latency_sum_us"] += round(seconds * 1_000_000)
             added[bucket_name(seconds)] += 1
         totals = [{"name": name, "n": n} for name, n in sorted(added.items()) if n]
-        if self._add_to_totals is not None:
-            self._db.execute_batches([recorded, (self._add_to_totals, [as_arrays(totals)])])
-        else:
-            self._db.execute_batches([recorded, (self._add_to_total, totals)])
+        self._db.execute_batches(
+            [
+                _batch(self._attempts, self._attempt, rows),
+                _batch(self._add_to_totals, self._add_to_total, totals),
+            ]
+        )
 
     def totals(self) -> OutboxTotals:
         """The outbox's backlog and its delivery totals (metrics)."""
