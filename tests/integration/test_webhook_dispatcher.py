@@ -15,10 +15,6 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from projections.balances import tracking_at
-from projections.batch import plan_batch
-from projections.outbox import Outbox
-from projections.views import BalanceTable
 from service.adapters.leader import Leadership
 from service.adapters.webhook_records import (
     Attempt,
@@ -29,11 +25,10 @@ from service.adapters.webhook_records import (
 )
 from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application import delivery_lanes, webhook_dispatcher
-from service.application.projector import open_balance_view
 from service.application.webhook_dispatcher import WebhookDispatcher
 from service.config import Settings
 from service.domain.account import Account
-from service.domain.events import LedgerEntry
+from tests.helpers.outbox import project, projecting
 from tests.helpers.receiver import webhook_receiver
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -50,9 +45,6 @@ def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(
     # Readers are woken when there is room or news, never by their safety net.
     monkeypatch.setattr(webhook_dispatcher, "NEWS_SECONDS", 60.0)
     store = open_webhook_store(settings)
-    view = open_balance_view(settings)
-    assert isinstance(view, BalanceTable)
-    view.outbox = Outbox(view.dialect)
     accounts = [Account(account_id=f"user-{n}") for n in range(3)]
     for account in accounts:
         account.purchase(1_000, expires_at=None, now=NOW)
@@ -63,9 +55,7 @@ def test_a_backlog_bigger_than_memory_arrives_once_and_in_order_per_account(
             "ep", receiver.url, ("entry.created",), None, None, "whsec_" + "A" * 32, "t"
         )
         store.add(record)
-        entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
-        batch = [(e, p) for p, e in enumerate(entries, start=1)]
-        assert view.apply_batch(plan_batch(batch), tracking_at(len(batch)), 0) is not None
+        assert project(settings, accounts, 0) == 30
         leadership = Leadership(None)
         leadership.start()
         dispatcher = WebhookDispatcher(store, [0.1], True, leadership)
@@ -122,25 +112,6 @@ def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
-
-
-def projecting(settings: Settings) -> Callable[[list[Account]], int]:
-    """Projects the accounts' new entries with the outbox, after the
-    previous call's; returns the last position."""
-    view = open_balance_view(settings)
-    assert isinstance(view, BalanceTable)
-    view.outbox = Outbox(view.dialect)
-    last = 0
-
-    def project(accounts: list[Account]) -> int:
-        nonlocal last
-        entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
-        batch = [(e, p) for p, e in enumerate(entries, start=last + 1)]
-        assert view.apply_batch(plan_batch(batch), tracking_at(last + len(batch)), last)
-        last += len(batch)
-        return last
-
-    return project
 
 
 def test_idle_endpoints_are_read_again_only_once_the_outbox_grows(

@@ -12,17 +12,12 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from projections.balances import tracking_at
-from projections.batch import plan_batch
-from projections.outbox import Outbox
-from projections.views import BalanceTable
 from service.adapters.webhook_records import Attempt, EndpointRecord, OutboxTotals
 from service.adapters.webhook_store import WebhookStore, open_webhook_store
 from service.application.outbox_retention import prune_once
-from service.application.projector import open_balance_view
 from service.config import Settings
 from service.domain.account import Account
-from service.domain.events import LedgerEntry
+from tests.helpers.outbox import project
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -32,18 +27,6 @@ def store(settings: Settings) -> Iterator[WebhookStore]:
     store = open_webhook_store(settings)
     yield store
     store.close()
-
-
-def project(settings: Settings, accounts: list[Account], start: int) -> int:
-    """Projects the accounts' new entries, with the outbox, from ``start``;
-    returns the last position."""
-    view = open_balance_view(settings)
-    assert isinstance(view, BalanceTable)
-    view.outbox = Outbox(view.dialect)
-    entries = [e for a in accounts for e in a.collect_events() if isinstance(e, LedgerEntry)]
-    batch = [(e, p) for p, e in enumerate(entries, start=start + 1)]
-    assert view.apply_batch(plan_batch(batch), tracking_at(start + len(batch)), start) is not None
-    return start + len(batch)
 
 
 def endpoint(endpoint_id: str) -> EndpointRecord:
